@@ -1,0 +1,194 @@
+"""Training/eval/export configuration: one YAML file, validated by pydantic.
+
+Unknown keys are rejected and every error names the file and the dotted key path, e.g.
+``configs/x.yaml: train.learning_rate: Input should be greater than 0``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from squeezedet.core.anchors import DEFAULT_KITTI_ANCHOR_SHAPES
+from squeezedet.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    architecture: Literal["squeezedet", "squeezedet_plus"] = "squeezedet"
+    input_width: int = Field(1248, ge=32, multiple_of=16)
+    input_height: int = Field(384, ge=32, multiple_of=16)
+    classes: list[str] = Field(default_factory=lambda: ["car", "pedestrian", "cyclist"], min_length=1)
+    #: (w, h) in input pixels; the defaults are the paper's for 1248x384.
+    anchor_shapes: list[tuple[float, float]] = Field(
+        default_factory=lambda: [tuple(a) for a in DEFAULT_KITTI_ANCHOR_SHAPES], min_length=1
+    )
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    #: Local ImageNet SqueezeNet v1.1 weights (.h5) for conv1..fire9; never downloaded.
+    pretrained_backbone: str | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("class names must be unique")
+        return v
+
+    @field_validator("anchor_shapes")
+    @classmethod
+    def _positive(cls, v):
+        if any(w <= 0 or h <= 0 for w, h in v):
+            raise ValueError("anchor widths and heights must be > 0")
+        return v
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.input_width, self.input_height)
+
+    @property
+    def num_anchors(self) -> int:
+        return len(self.anchor_shapes)
+
+
+class DataConfig(_Strict):
+    root: str | None = None  #: KITTI folder with training/image_2, training/label_2 (or image_2/label_2)
+    train_split: str = "train.txt"
+    val_split: str = "val.txt"
+    #: KITTI type -> our class name; types not listed are not trained on (DontCare is kept for eval).
+    class_map: dict[str, str] = Field(
+        default_factory=lambda: {"Car": "car", "Pedestrian": "pedestrian", "Cyclist": "cyclist"}
+    )
+    cache: bool | str = True  #: True = in memory, a path = on disk, False = none
+    shuffle_buffer: int = Field(512, ge=1)
+
+
+class AugmentConfig(_Strict):
+    """Mobile-camera augmentation; probabilities are per image."""
+
+    enabled: bool = True
+    drift_scale: tuple[float, float] = (0.85, 1.15)  #: random zoom (crop/pad) of the frame
+    drift_translate: float = Field(0.1, ge=0.0, le=0.5)  #: max shift as a fraction of the size
+    drift_p: float = Field(0.7, ge=0, le=1)
+    min_visibility: float = Field(0.3, ge=0, le=1)  #: boxes cut below this visible fraction are dropped
+    hflip_p: float = Field(0.5, ge=0, le=1)
+    motion_blur_p: float = Field(0.15, ge=0, le=1)
+    defocus_p: float = Field(0.1, ge=0, le=1)
+    jpeg_p: float = Field(0.3, ge=0, le=1)
+    jpeg_quality: tuple[int, int] = (40, 95)
+    low_light_p: float = Field(0.2, ge=0, le=1)
+    gamma_limit: tuple[int, int] = (80, 150)
+    noise_p: float = Field(0.2, ge=0, le=1)
+    noise_std: tuple[float, float] = (0.01, 0.05)  #: fraction of the pixel range
+    color_jitter_p: float = Field(0.4, ge=0, le=1)
+
+
+class TrainConfig(_Strict):
+    batch_size: int = Field(20, ge=1)
+    epochs: int = Field(100, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)  #: None = one pass over the split
+    learning_rate: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    warmup_steps: int = Field(500, ge=0)
+    lr_decay: Literal["cosine", "step", "none"] = "cosine"
+    lr_decay_steps: int = Field(10000, ge=1)  #: for "step": multiply by lr_decay_factor every N steps
+    lr_decay_factor: float = Field(0.5, gt=0, le=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    clip_norm: float = Field(2.5, gt=0)
+    mixed_precision: Literal["auto", "on", "off"] = "auto"  #: auto = on when a GPU is present
+    val_every: int = Field(1, ge=0)  #: epochs between validation passes (0 = never)
+    seed: int = 0
+    loss_coef_class: float = Field(1.0, ge=0)
+    loss_coef_conf_pos: float = Field(75.0, ge=0)
+    loss_coef_conf_neg: float = Field(100.0, ge=0)
+    loss_coef_bbox: float = Field(5.0, ge=0)
+    distribution: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+    #: Knowledge distillation (train --teacher): temperature and weights of the teacher's terms.
+    distill_temperature: float = Field(2.0, gt=0)
+    distill_weight: float = Field(0.5, ge=0)
+    #: Magnitude pruning during fine-tuning (0 = off): final sparsity and schedule.
+    prune_final_sparsity: float = Field(0.0, ge=0, lt=1)
+    prune_begin_step: int = Field(0, ge=0)
+    prune_end_step: int = Field(1000, ge=1)
+
+
+class PostprocessConfig(_Strict):
+    score_threshold: float = Field(0.3, ge=0, le=1)
+    nms_threshold: float = Field(0.4, gt=0, le=1)
+    top_k: int = Field(64, ge=1)
+    max_detections: int = Field(100, ge=1)
+
+
+class Config(_Strict):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+
+    @model_validator(mode="after")
+    def _class_map_targets(self):
+        unknown = sorted(set(self.data.class_map.values()) - set(self.model.classes))
+        if unknown:
+            raise ValueError(f"data.class_map maps to {unknown}, which are not in model.classes {self.model.classes}")
+        return self
+
+    def hash(self) -> str:
+        """Short stable hash of the settings that change the model (stored in exported metadata)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """First error of a pydantic ValidationError as 'source: dotted.key: reason' (one line)."""
+    errs = exc.errors()
+    first = errs[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{len(errs) - 1} more error(s))" if len(errs) > 1 else ""
+    return f"{source}: {loc}: {msg}{more}"
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path=None, overrides: dict | None = None) -> Config:
+    """Load and validate a config file (None = all defaults); relative data/weights paths are kept as written."""
+    raw = load_yaml(path) if path is not None else {}
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path or "<config>"))) from None
+
+
+def save_config(cfg: Config, path) -> Path:
+    from squeezedet.core.io import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

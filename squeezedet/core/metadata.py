@@ -1,0 +1,96 @@
+"""Self-describing model files: a sidecar JSON next to each .tflite, bound to it by a SHA-256.
+
+``model.tflite`` -> ``model.json``. The daemon needs nothing else to run a model: class names, input
+size, anchor shapes and decode defaults all live here. A sidecar whose hash does not match its .tflite
+is rejected, so a half-copied or swapped model never runs with the wrong classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from squeezedet.core.anchors import anchor_grid
+from squeezedet.core.io import atomic_write_json
+from squeezedet.errors import ModelFileError
+
+FORMAT = "squeezedet-tflite/1"
+
+
+@dataclass
+class ModelMetadata:
+    class_names: list[str]
+    input_width: int
+    input_height: int
+    anchor_shapes: list[list[float]]
+    score_threshold: float = 0.3
+    nms_threshold: float = 0.4
+    top_k: int = 64
+    max_detections: int = 100
+    model_id: str = ""
+    architecture: str = "squeezedet"
+    quantization: str = "fp32"
+    input_dtype: str = "uint8"
+    output: str = "raw_convdet"  # [1, gh, gw, A*(C+5)] float32, see squeezedet.core.postprocess
+    config_hash: str = ""
+    tflite_sha256: str = ""
+    format: str = FORMAT
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.input_width, self.input_height)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def anchors(self) -> np.ndarray:
+        return anchor_grid(self.input_width, self.input_height, self.anchor_shapes)
+
+
+def sidecar_path(model_path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_metadata(model_path, meta: ModelMetadata) -> Path:
+    """Write the sidecar for an existing .tflite, stamping its hash."""
+    meta.tflite_sha256 = file_sha256(model_path)
+    return atomic_write_json(sidecar_path(model_path), asdict(meta))
+
+
+def read_metadata(model_path, verify_hash: bool = True) -> ModelMetadata:
+    """Load and check the sidecar of a .tflite; every problem is a one-line ModelFileError."""
+    model_path = Path(model_path)
+    side = sidecar_path(model_path)
+    if not side.is_file():
+        raise ModelFileError(f"{side}: metadata file not found (expected next to {model_path.name})")
+    try:
+        raw = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{side}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise ModelFileError(f"{side}: not a {FORMAT} metadata file (format={raw.get('format') if isinstance(raw, dict) else None!r})")
+    known = set(ModelMetadata.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ModelFileError(f"{side}: unknown key(s) {', '.join(unknown)}")
+    try:
+        meta = ModelMetadata(**raw)
+    except TypeError as exc:
+        raise ModelFileError(f"{side}: {exc}") from None
+    if verify_hash and model_path.is_file() and meta.tflite_sha256 and file_sha256(model_path) != meta.tflite_sha256:
+        raise ModelFileError(f"{side}: tflite_sha256 does not match {model_path.name} (model and metadata out of sync)")
+    return meta

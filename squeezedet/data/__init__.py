@@ -1,0 +1,1 @@
+"""KITTI data: indexing (numpy), augmentation (albumentations), target assignment, tf.data pipeline."""
