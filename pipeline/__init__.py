@@ -1,0 +1,1 @@
+"""Edge daemon: camera -> TFLite -> tracking/smoothing -> MQTT. Never imports TensorFlow."""

@@ -1,0 +1,1 @@
+"""CLI verbs of the training side (train, predict, anchors, augment-preview)."""

@@ -1,0 +1,1 @@
+"""KITTI 2D evaluation to the official devkit rules (numpy only)."""

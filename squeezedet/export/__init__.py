@@ -1,0 +1,1 @@
+"""TFLite export, quantization, equivalence checks, compression and benchmarks."""
