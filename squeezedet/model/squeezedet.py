@@ -1,0 +1,82 @@
+"""SqueezeDet and SqueezeDet+ (Wu et al., 2017) as functional Keras models.
+
+Both take uint8 RGB [H, W, 3] and return the raw ConvDet tensor [H/16, W/16, A*(C+5)] (float32 even
+under mixed precision); decoding is done by squeezedet.core.postprocess for every runtime.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from squeezedet.config import ModelConfig
+from squeezedet.model.layers import ImageNormalization, fire_module
+
+# (name, squeeze, expand) per fire module; "pool" marks a 3x3/2 max-pool.
+_SQUEEZEDET = {
+    "conv1": (64, 3),
+    "body": [
+        "pool",
+        ("fire2", 16, 64), ("fire3", 16, 64), "pool",
+        ("fire4", 32, 128), ("fire5", 32, 128), "pool",
+        ("fire6", 48, 192), ("fire7", 48, 192), ("fire8", 64, 256), ("fire9", 64, 256),
+        ("fire10", 96, 384), ("fire11", 96, 384),
+    ],
+}
+_SQUEEZEDET_PLUS = {
+    "conv1": (96, 7),
+    "body": [
+        "pool",
+        ("fire2", 96, 64), ("fire3", 96, 64), ("fire4", 192, 128), "pool",
+        ("fire5", 192, 128), ("fire6", 288, 192), ("fire7", 288, 192), ("fire8", 384, 256), "pool",
+        ("fire9", 384, 256), ("fire10", 384, 256), ("fire11", 384, 256),
+    ],
+}
+ARCHITECTURES = {"squeezedet": _SQUEEZEDET, "squeezedet_plus": _SQUEEZEDET_PLUS}
+#: Fire modules trained from scratch (not in SqueezeNet v1.1): initialised with a smaller scale.
+_NEW_LAYERS = ("fire10", "fire11")
+
+
+def build_model(cfg: ModelConfig, training_dropout: bool = True) -> keras.Model:
+    """Build the network described by ``cfg`` (input size, classes, anchors, architecture)."""
+    arch = ARCHITECTURES[cfg.architecture]
+    num_outputs = cfg.num_anchors * (len(cfg.classes) + 5)
+    inputs = keras.Input(shape=(cfg.input_height, cfg.input_width, 3), dtype="uint8", name="image")
+    x = ImageNormalization(name="normalize")(inputs)
+    filters, kernel = arch["conv1"]
+    x = layers.Conv2D(filters, kernel, strides=2, padding="same", activation="relu", name="conv1")(x)
+    pools = 0
+    for block in arch["body"]:
+        if block == "pool":
+            pools += 1
+            x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{pools}")(x)
+        else:
+            name, squeeze, expand = block
+            init = keras.initializers.TruncatedNormal(stddev=0.01) if name in _NEW_LAYERS else "glorot_uniform"
+            x = fire_module(x, name, squeeze, expand, weight_init=init)
+    if training_dropout and cfg.dropout > 0:
+        x = layers.Dropout(cfg.dropout, name="dropout")(x)
+    outputs = layers.Conv2D(
+        num_outputs,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.0001),
+        dtype="float32",
+        name="convdet",
+    )(x)
+    return keras.Model(inputs, outputs, name=cfg.architecture)
+
+
+def count_params(model: keras.Model) -> int:
+    return int(sum(int(w.numpy().size) for w in model.weights))
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of the conv layers (what dominates SqueezeDet's cost)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            _, oh, ow, _ = layer.output.shape
+            total += int(kh * kw * cin * cout * oh * ow)
+    return total

@@ -1,0 +1,1 @@
+"""Training: loss, learning-rate schedule, callbacks, trainer (TensorFlow / Keras 3)."""

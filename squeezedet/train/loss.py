@@ -1,0 +1,140 @@
+"""SqueezeDet loss (paper / original code), numerically safe on images without objects.
+
+Three terms over the dense target rows of squeezedet.data.targets:
+class cross-entropy on positive anchors; confidence regressed towards the IoU of each positive
+anchor's decoded box with its GT (no gradient through the IoU) and towards 0 elsewhere, with separate
+positive/negative weights; L2 on the box deltas of positive anchors. Normalised by the number of
+objects in the batch (at least 1), so an empty batch gives a finite loss.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from squeezedet.core.boxes import EXP_THRESH
+
+EPSILON = 1e-16
+
+
+def split_raw(y_pred, num_anchors: int, num_classes: int):
+    """Raw ConvDet [B, gh, gw, A*(C+5)] -> class logits [B,N,C], conf logits [B,N], deltas [B,N,4]."""
+    y_pred = tf.cast(y_pred, tf.float32)
+    b = tf.shape(y_pred)[0]
+    n_cls = num_anchors * num_classes
+    cls = tf.reshape(y_pred[..., :n_cls], [b, -1, num_classes])
+    conf = tf.reshape(y_pred[..., n_cls : n_cls + num_anchors], [b, -1])
+    deltas = tf.reshape(y_pred[..., n_cls + num_anchors :], [b, -1, 4])
+    return cls, conf, deltas
+
+
+def safe_exp_tf(w, thresh: float = EXP_THRESH):
+    slope = float(np.exp(thresh))
+    linear = (w - thresh + 1.0) * slope
+    return tf.where(w > thresh, linear, tf.exp(tf.minimum(w, thresh)))
+
+
+def decode_tf(deltas, anchors):
+    """TF twin of squeezedet.core.boxes.decode_deltas: -> (cx, cy, w, h)."""
+    cx = anchors[:, 0] + deltas[..., 0] * anchors[:, 2]
+    cy = anchors[:, 1] + deltas[..., 1] * anchors[:, 3]
+    w = anchors[:, 2] * safe_exp_tf(deltas[..., 2])
+    h = anchors[:, 3] * safe_exp_tf(deltas[..., 3])
+    return tf.stack([cx, cy, w, h], axis=-1)
+
+
+def iou_cxcywh_tf(a, b):
+    """Element-wise IoU of two (cx, cy, w, h) tensors of the same shape."""
+    ax1, ay1 = a[..., 0] - a[..., 2] / 2, a[..., 1] - a[..., 3] / 2
+    ax2, ay2 = a[..., 0] + a[..., 2] / 2, a[..., 1] + a[..., 3] / 2
+    bx1, by1 = b[..., 0] - b[..., 2] / 2, b[..., 1] - b[..., 3] / 2
+    bx2, by2 = b[..., 0] + b[..., 2] / 2, b[..., 1] + b[..., 3] / 2
+    iw = tf.maximum(tf.minimum(ax2, bx2) - tf.maximum(ax1, bx1), 0.0)
+    ih = tf.maximum(tf.minimum(ay2, by2) - tf.maximum(ay1, by1), 0.0)
+    inter = iw * ih
+    union = tf.maximum(a[..., 2], 0) * tf.maximum(a[..., 3], 0) + b[..., 2] * b[..., 3] - inter
+    return tf.math.divide_no_nan(inter, union)
+
+
+@keras.saving.register_keras_serializable(package="squeezedet")
+class SqueezeDetLoss(keras.losses.Loss):
+    """y_true: dense target rows [B, N, 9 + C]; y_pred: raw ConvDet output."""
+
+    def __init__(
+        self,
+        anchors,
+        num_classes: int,
+        coef_class: float = 1.0,
+        coef_conf_pos: float = 75.0,
+        coef_conf_neg: float = 100.0,
+        coef_bbox: float = 5.0,
+        name: str = "squeezedet_loss",
+        **kwargs,
+    ):
+        kwargs.pop("reduction", None)
+        super().__init__(name=name, reduction="sum", **kwargs)
+        self.anchors_np = np.asarray(anchors, np.float32)
+        self.num_anchors_total = len(self.anchors_np)
+        self.num_classes = num_classes
+        self.coef_class = coef_class
+        self.coef_conf_pos = coef_conf_pos
+        self.coef_conf_neg = coef_conf_neg
+        self.coef_bbox = coef_bbox
+
+    def components(self, y_true, y_pred) -> dict:
+        """The three loss terms as scalars (for logging and for the total)."""
+        c = self.num_classes
+        y_true = tf.cast(y_true, tf.float32)
+        anchors = tf.constant(self.anchors_np)
+        num_anchors = int(y_pred.shape[-1]) // (c + 5)
+        cls_logits, conf_logits, deltas = split_raw(y_pred, num_anchors, c)
+        mask = y_true[..., 0]
+        target_deltas = y_true[..., 1:5]
+        onehot = y_true[..., 5 : 5 + c]
+        gt_boxes = y_true[..., 5 + c : 9 + c]
+        num_obj = tf.maximum(tf.reduce_sum(mask), 1.0)
+        n_total = float(self.num_anchors_total)
+
+        probs = tf.nn.softmax(cls_logits, axis=-1)
+        ce = onehot * -tf.math.log(probs + EPSILON) + (1.0 - onehot) * -tf.math.log(1.0 - probs + EPSILON)
+        class_loss = tf.reduce_sum(ce * mask[..., None]) * self.coef_class / num_obj
+
+        conf = tf.sigmoid(conf_logits)
+        ious = tf.stop_gradient(iou_cxcywh_tf(decode_tf(deltas, anchors), gt_boxes) * mask)
+        # Per-image normalisers as in the original: positives by the object count, negatives by the rest.
+        obj_per_img = tf.reduce_sum(mask, axis=1, keepdims=True)
+        w = mask * self.coef_conf_pos / num_obj + (1.0 - mask) * self.coef_conf_neg / tf.maximum(
+            n_total - obj_per_img, 1.0
+        )
+        conf_loss = tf.reduce_mean(tf.reduce_sum(tf.square(ious - conf) * w, axis=1))
+
+        bbox_loss = self.coef_bbox * tf.reduce_sum(tf.square(mask[..., None] * (deltas - target_deltas))) / num_obj
+        return {"class_loss": class_loss, "conf_loss": conf_loss, "bbox_loss": bbox_loss}
+
+    def call(self, y_true, y_pred):
+        parts = self.components(y_true, y_pred)
+        return parts["class_loss"] + parts["conf_loss"] + parts["bbox_loss"]
+
+    def get_config(self):
+        return {
+            "anchors": self.anchors_np.tolist(),
+            "num_classes": self.num_classes,
+            "coef_class": self.coef_class,
+            "coef_conf_pos": self.coef_conf_pos,
+            "coef_conf_neg": self.coef_conf_neg,
+            "coef_bbox": self.coef_bbox,
+            "name": self.name,
+        }
+
+
+def loss_from_config(cfg, anchors) -> SqueezeDetLoss:
+    t = cfg.train
+    return SqueezeDetLoss(
+        anchors,
+        num_classes=len(cfg.model.classes),
+        coef_class=t.loss_coef_class,
+        coef_conf_pos=t.loss_coef_conf_pos,
+        coef_conf_neg=t.loss_coef_conf_neg,
+        coef_bbox=t.loss_coef_bbox,
+    )
