@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "squeezedet.commands.predict",
     "squeezedet.commands.anchors",
     "squeezedet.commands.augment_preview",
+    "squeezedet.commands.val",
     "squeezedet.eval.commands",
     "squeezedet.export.commands",
 )

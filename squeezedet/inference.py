@@ -1,0 +1,136 @@
+"""Predictors: image in, Detections in image pixels out — for Keras weights or a .tflite file.
+
+Both use the shared preprocessing (resize the full frame) and the one numpy decoder, so `predict`,
+`val` and the edge daemon agree box for box. The TFLite predictor needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from squeezedet.core.anchors import anchor_grid
+from squeezedet.core.postprocess import Detections, postprocess
+from squeezedet.core.preprocess import resize_for_model
+from squeezedet.errors import ConfigError, ModelFileError
+
+
+class Predictor:
+    """Common decode settings; subclasses implement ``raw(batch_uint8) -> [B, gh, gw, ch]``."""
+
+    class_names: list[str]
+    input_size: tuple[int, int]
+    anchors: np.ndarray
+    score_threshold: float = 0.3
+    nms_threshold: float = 0.4
+    top_k: int = 64
+    max_detections: int = 100
+
+    def raw(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decode(self, raw_one: np.ndarray, image_size, score_threshold=None) -> Detections:
+        return postprocess(
+            raw_one,
+            self.anchors,
+            len(self.class_names),
+            self.input_size,
+            image_size,
+            score_threshold=self.score_threshold if score_threshold is None else score_threshold,
+            nms_threshold=self.nms_threshold,
+            top_k_before_nms=self.top_k,
+            max_detections=self.max_detections,
+        )
+
+    def predict(self, image_rgb: np.ndarray, score_threshold=None) -> Detections:
+        h, w = image_rgb.shape[:2]
+        raw = self.raw(resize_for_model(image_rgb, self.input_size)[None])
+        return self.decode(raw[0], (w, h), score_threshold)
+
+    def predict_batch(self, images_rgb, score_threshold=None) -> list[Detections]:
+        return [self.predict(img, score_threshold) for img in images_rgb]
+
+
+class KerasPredictor(Predictor):
+    """Keras model from a config + ``.weights.h5``; runs batches through one compiled call."""
+
+    def __init__(self, cfg, weights_path=None, model=None):
+        from squeezedet.model import build_model
+
+        self.cfg = cfg
+        self.class_names = list(cfg.model.classes)
+        self.input_size = cfg.model.input_size
+        self.anchors = anchor_grid(*self.input_size, cfg.model.anchor_shapes)
+        pp = cfg.postprocess
+        self.score_threshold, self.nms_threshold = pp.score_threshold, pp.nms_threshold
+        self.top_k, self.max_detections = pp.top_k, pp.max_detections
+        if model is None:
+            model = build_model(cfg.model, training_dropout=False)
+            load_weights(model, weights_path)
+        self.model = model
+
+    def raw(self, batch):
+        return np.asarray(self.model(batch, training=False))
+
+    def predict_batch(self, images_rgb, score_threshold=None):
+        if not len(images_rgb):
+            return []
+        x = np.stack([resize_for_model(im, self.input_size) for im in images_rgb])
+        raw = self.raw(x)
+        return [
+            self.decode(r, (im.shape[1], im.shape[0]), score_threshold) for r, im in zip(raw, images_rgb)
+        ]
+
+
+class TFLitePredictor(Predictor):
+    """A .tflite with its sidecar metadata (no TensorFlow needed)."""
+
+    def __init__(self, model_path, num_threads: int | None = None):
+        from squeezedet.core.metadata import read_metadata
+        from squeezedet.core.runtime import TFLiteModel
+
+        meta = read_metadata(model_path)
+        self.meta = meta
+        self.class_names = list(meta.class_names)
+        self.input_size = meta.input_size
+        self.anchors = meta.anchors()
+        self.score_threshold, self.nms_threshold = meta.score_threshold, meta.nms_threshold
+        self.top_k, self.max_detections = meta.top_k, meta.max_detections
+        self.model = TFLiteModel(model_path, num_threads=num_threads)
+
+    def raw(self, batch):
+        return self.model(batch)
+
+
+def load_weights(model, weights_path) -> None:
+    """Load ``.weights.h5`` into ``model`` by layer name (dropout absent at inference is fine)."""
+    path = Path(weights_path) if weights_path else None
+    if path is None or not path.is_file():
+        raise ModelFileError(f"{weights_path}: weights file not found")
+    try:
+        model.load_weights(str(path), skip_mismatch=False)
+    except (ValueError, OSError, KeyError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: cannot load weights into {model.name} ({msg})") from None
+
+
+def config_for_weights(weights_path, config_path=None):
+    """The config a weights file was trained with: --config, else config.yaml beside the weights."""
+    from squeezedet.config import load_config
+
+    if config_path:
+        return load_config(config_path)
+    guess = Path(weights_path).parent / "config.yaml"
+    if guess.is_file():
+        return load_config(guess)
+    raise ConfigError(f"{weights_path}: no --config given and no config.yaml next to the weights")
+
+
+def load_predictor(weights=None, model=None, config=None, num_threads=None) -> Predictor:
+    """--weights W [--config C] -> KerasPredictor; --model M.tflite -> TFLitePredictor."""
+    if bool(weights) == bool(model):
+        raise ConfigError("give exactly one of --weights (Keras) or --model (.tflite)")
+    if model:
+        return TFLitePredictor(model, num_threads=num_threads)
+    return KerasPredictor(config_for_weights(weights, config), weights)

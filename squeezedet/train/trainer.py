@@ -1,0 +1,201 @@
+"""Train SqueezeDet: data, model, loss, optimizer, distribution strategy and callbacks in one place.
+
+Multi-GPU and multi-host scaling come from tf.distribute (MirroredStrategy / MultiWorkerMirrored,
+chosen from the visible GPUs and TF_CONFIG); mixed precision turns on with a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from squeezedet.config import Config, save_config
+from squeezedet.core.anchors import anchor_grid
+from squeezedet.data.kitti_dataset import load_samples
+from squeezedet.data.pipeline import make_dataset
+from squeezedet.errors import ConfigError
+from squeezedet.model import build_model, count_params
+from squeezedet.model.pretrained import load_pretrained_backbone
+from squeezedet.train import callbacks as cb
+from squeezedet.train.loss import loss_from_config
+from squeezedet.train.schedules import WarmupDecay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    epochs_run: int
+    steps: int
+    images_per_sec: float
+    final_loss: float
+    history: list = field(default_factory=list)
+
+    @property
+    def best_weights(self) -> Path:
+        return self.output_dir / "best.weights.h5"
+
+    @property
+    def last_weights(self) -> Path:
+        return self.output_dir / "last.weights.h5"
+
+
+def select_strategy(kind: str) -> tf.distribute.Strategy:
+    gpus = tf.config.list_physical_devices("GPU")
+    if kind == "multi_worker" or (kind == "auto" and os.environ.get("TF_CONFIG")):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "mirrored" or (kind == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def configure_precision(mode: str) -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    policy = "mixed_float16" if mode == "on" or (mode == "auto" and gpus) else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def _loss_metric(loss, part):
+    def metric(y_true, y_pred):
+        return loss.components(y_true, y_pred)[part]
+
+    metric.__name__ = part
+    return metric
+
+
+def build_optimizer(cfg: Config, total_steps: int) -> keras.optimizers.Optimizer:
+    t = cfg.train
+    schedule = WarmupDecay(t.learning_rate, t.warmup_steps, total_steps, t.lr_decay, t.lr_decay_steps, t.lr_decay_factor)
+    opt = keras.optimizers.SGD(
+        learning_rate=schedule, momentum=t.momentum, weight_decay=t.weight_decay or None, global_clipnorm=t.clip_norm
+    )
+    if t.weight_decay:
+        opt.exclude_from_weight_decay(var_names=["bias"])
+    return opt
+
+
+def train(
+    cfg: Config,
+    output_dir,
+    data_root=None,
+    epochs: int | None = None,
+    resume: bool = False,
+    teacher_weights=None,
+    teacher_config: Config | None = None,
+    verbose: int | None = None,
+) -> TrainResult:
+    """Train per ``cfg``; checkpoints, logs and metrics go to ``output_dir``."""
+    out = Path(output_dir)
+    root = data_root or cfg.data.root
+    if not root:
+        raise ConfigError("no data folder: pass --data or set data.root")
+    epochs = epochs or cfg.train.epochs
+    t = cfg.train
+    keras.utils.set_random_seed(t.seed)
+    policy = configure_precision(t.mixed_precision)
+    strategy = select_strategy(t.distribution)
+
+    train_samples = load_samples(root, cfg.data.train_split, cfg.model.classes, cfg.data.class_map)
+    val_samples = []
+    if t.val_every:
+        val_samples = load_samples(root, cfg.data.val_split, cfg.model.classes, cfg.data.class_map)
+    n_boxes = sum(len(s.boxes) for s in train_samples)
+    log.info("data: %s, %d train images (%d boxes), %d val images", root, len(train_samples), n_boxes, len(val_samples))
+
+    steps = t.steps_per_epoch or max(1, math.ceil(len(train_samples) / t.batch_size))
+    total_steps = steps * epochs
+    state = cb.load_state(out) if resume else None
+    if resume and state is None:
+        raise ConfigError(f"{out}: --resume given but no state.json from an earlier run")
+    initial_epoch = state["epoch"] if state else 0
+    if state and initial_epoch >= epochs:
+        log.info("already trained %d/%d epochs in %s", initial_epoch, epochs, out)
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    anchors = anchor_grid(*cfg.model.input_size, cfg.model.anchor_shapes)
+    ds = make_dataset(cfg, train_samples, t.batch_size, training=True, seed=t.seed)
+
+    with strategy.scope():
+        model = build_model(cfg.model)
+        if cfg.model.pretrained_backbone and not state:
+            load_pretrained_backbone(model, cfg.model.pretrained_backbone)
+        loss = loss_from_config(cfg, anchors)
+        optimizer = build_optimizer(cfg, total_steps)
+        metrics = [_loss_metric(loss, p) for p in ("class_loss", "conf_loss", "bbox_loss")]
+        fit_model = model
+        if teacher_weights:
+            from squeezedet.inference import load_weights
+            from squeezedet.train.distill import build_distiller
+
+            tcfg = teacher_config or cfg
+            teacher = build_model(tcfg.model, training_dropout=False)
+            load_weights(teacher, teacher_weights)
+            fit_model = build_distiller(model, teacher, cfg, anchors)
+            fit_model.compile(optimizer=optimizer)
+        else:
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        if state:
+            from squeezedet.inference import load_weights
+
+            load_weights(model, out / "last.weights.h5")
+            cb.load_optimizer_state(fit_model.optimizer, fit_model, out / "last.optimizer.npz")
+            log.info("resumed from %s at epoch %d", out, initial_epoch)
+
+    log.info(
+        "model %s: %s params, input %dx%d, %d anchors, precision %s, %d replica(s)",
+        cfg.model.architecture, f"{count_params(model):,}", *cfg.model.input_size, len(anchors), policy,
+        strategy.num_replicas_in_sync,
+    )
+    history = list(state["history"]) if state else []
+    monitor, mode = ("val_mAP_moderate_R40", "max") if val_samples else ("loss", "min")
+    throughput = cb.Throughput(t.batch_size)
+    callbacks = [cb.NaNGuard(), throughput]
+    if val_samples:
+        callbacks.append(cb.Validation(cfg, val_samples, t.val_every, out, predict_model=model))
+    if t.prune_final_sparsity > 0:
+        from squeezedet.train.pruning import MagnitudePruning
+
+        callbacks.append(MagnitudePruning.from_config(t))
+    checkpointer = cb.Checkpointer(out, monitor, mode, save_model=model, history=history,
+                                   best_value=state.get("best") if state else None)
+    callbacks += [
+        checkpointer,
+        keras.callbacks.TensorBoard(str(out / "tensorboard"), update_freq="epoch", write_graph=False),
+    ]
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    t0 = time.perf_counter()
+    fit_model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=callbacks,
+                  verbose=verbose)
+    wall = time.perf_counter() - t0
+    ips = throughput.images_per_sec
+    final_loss = history[-1]["loss"] if history else float("nan")
+    summary = {
+        "epochs": epochs,
+        "steps_per_epoch": steps,
+        "batch_size": t.batch_size,
+        "input_size": list(cfg.model.input_size),
+        "images_per_sec": ips,
+        "wall_seconds": wall,
+        "final_loss": final_loss,
+        "best": {"monitor": monitor, "value": checkpointer.best},
+        "precision": policy,
+        "replicas": strategy.num_replicas_in_sync,
+    }
+    cb.write_training_report(out, history, summary)
+    log.info("trained %d epochs x %d steps in %.0f s: %.2f images/s; weights in %s", epochs - initial_epoch, steps,
+             wall, ips, out)
+    print(json.dumps({"images_per_sec": round(ips, 2), "final_loss": final_loss, "output": str(out)}))
+    return TrainResult(out, epochs - initial_epoch, steps * (epochs - initial_epoch), ips, final_loss, history)
