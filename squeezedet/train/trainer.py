@@ -177,7 +177,7 @@ def train(
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     t0 = time.perf_counter()
-    fit_model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=callbacks,
+    fit_model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
                   verbose=verbose)
     wall = time.perf_counter() - t0
     ips = throughput.images_per_sec

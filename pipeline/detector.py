@@ -1,0 +1,182 @@
+"""The detector: a validated .tflite + its metadata, and the watcher that swaps in a new one live.
+
+A model is only ever used after it has been loaded *and* checked on the side: metadata hash matches,
+input/output shapes agree with the metadata, and a dry run on a blank frame returns a finite tensor.
+The frame loop holds a plain reference to the current Detector; swapping that reference is atomic,
+so a reload never pauses detection and a rejected file leaves the running model untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from squeezedet.core.anchors import grid_size
+from squeezedet.core.metadata import file_sha256, read_metadata, sidecar_path
+from squeezedet.core.postprocess import Detections, postprocess
+from squeezedet.core.preprocess import resize_for_model
+from squeezedet.core.runtime import TFLiteModel, runtime_name
+from squeezedet.errors import ModelFileError
+
+log = logging.getLogger(__name__)
+
+
+class Detector:
+    """Frame (uint8 RGB, any size) in, Detections in frame pixels out. Not thread-safe: one caller."""
+
+    def __init__(self, model_path, num_threads: int | None = None, delegate: str | None = None,
+                 score_threshold: float | None = None, nms_threshold: float | None = None,
+                 top_k: int | None = None, max_detections: int | None = None):
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise ModelFileError(f"{self.path}: model file not found")
+        self.meta = read_metadata(self.path)
+        self.model = TFLiteModel(self.path, num_threads, delegate)
+        self.anchors = self.meta.anchors()
+        self.score_threshold = self.meta.score_threshold if score_threshold is None else score_threshold
+        self.nms_threshold = self.meta.nms_threshold if nms_threshold is None else nms_threshold
+        self.top_k = top_k or self.meta.top_k
+        self.max_detections = max_detections or self.meta.max_detections
+        self.sha256 = self.meta.tflite_sha256 or file_sha256(self.path)
+        self.model_id = self.meta.model_id or self.sha256[:12]
+        self.last_inference_ms = 0.0
+        self._validate()
+
+    @classmethod
+    def from_config(cls, cfg) -> "Detector":
+        return cls(cfg.path, cfg.num_threads, cfg.delegate, cfg.score_threshold, cfg.nms_threshold,
+                   cfg.top_k, cfg.max_detections)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.class_names)
+
+    @property
+    def runtime(self) -> str:
+        return runtime_name()
+
+    def _validate(self) -> None:
+        meta = self.meta
+        if meta.output != "raw_convdet":
+            raise ModelFileError(f"{self.path}: unsupported output '{meta.output}' (expected raw_convdet)")
+        want_in = (1, meta.input_height, meta.input_width, 3)
+        if self.model.input_shape != want_in:
+            raise ModelFileError(f"{self.path}: input shape {self.model.input_shape} does not match metadata {want_in}")
+        gw, gh = grid_size(meta.input_width, meta.input_height)
+        want_out = (1, gh, gw, len(meta.anchor_shapes) * (meta.num_classes + 5))
+        got_out = tuple(int(v) for v in self.model.output["shape"])
+        if got_out != want_out:
+            raise ModelFileError(
+                f"{self.path}: output shape {got_out} does not match metadata {want_out} "
+                f"({len(meta.anchor_shapes)} anchors, {meta.num_classes} classes)"
+            )
+        raw = self.model(np.zeros(want_in, dtype=np.uint8))
+        if not np.all(np.isfinite(raw)):
+            raise ModelFileError(f"{self.path}: dry run produced non-finite values")
+
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        h, w = image_rgb.shape[:2]
+        x = resize_for_model(image_rgb, self.meta.input_size)
+        t0 = time.perf_counter()
+        raw = self.model(x[None])
+        self.last_inference_ms = (time.perf_counter() - t0) * 1000.0
+        return postprocess(
+            raw, self.anchors, self.meta.num_classes, self.meta.input_size, (w, h),
+            score_threshold=self.score_threshold, nms_threshold=self.nms_threshold,
+            top_k_before_nms=self.top_k, max_detections=self.max_detections,
+        )
+
+
+def _signature(path: Path) -> tuple:
+    """Cheap change detector for the model and its sidecar: (mtime_ns, size) of both, None if absent."""
+    out = []
+    for p in (path, sidecar_path(path)):
+        try:
+            st = p.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _content(path: Path) -> tuple:
+    """What actually decides a reload: hashes of the model and its sidecar."""
+    return tuple(file_sha256(p) if p.is_file() else None for p in (path, sidecar_path(path)))
+
+
+class ModelWatcher:
+    """Background thread that loads a replacement model when the file changes or a reload is asked for.
+
+    A change must be seen unchanged for one more poll before it is loaded (a copy in progress is not
+    loaded half-written); a touched file with identical content is ignored; a file that fails to load
+    is reported once and not retried until it changes again.
+    """
+
+    def __init__(self, cfg, on_loaded: Callable[[Detector], None], on_rejected: Callable[[str], None]):
+        self.cfg = cfg
+        self.path = Path(cfg.path)
+        self._on_loaded = on_loaded
+        self._on_rejected = on_rejected
+        self._seen = _signature(self.path)
+        self._tried = self._seen
+        self._loaded = _content(self.path)
+        self._wake = threading.Event()
+        self._forced = False
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def request_reload(self) -> None:
+        """Reload now even if the file looks unchanged (the command topic's reload_model)."""
+        self._forced = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        interval = self.cfg.watch_interval_s or None
+        while True:
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stop:
+                return
+            forced, self._forced = self._forced, False
+            sig = _signature(self.path)
+            if not forced:
+                if sig != self._seen:  # still changing (or just changed): look again next poll
+                    self._seen = sig
+                    continue
+                if sig == self._tried:
+                    continue
+            self._seen = self._tried = sig
+            content = _content(self.path)
+            if not forced and content == self._loaded:
+                continue
+            self._load(content, "command" if forced else "file changed")
+
+    def _load(self, content: tuple, reason: str) -> None:
+        t0 = time.perf_counter()
+        try:
+            detector = Detector.from_config(self.cfg)
+        except ModelFileError as exc:
+            log.error("model rejected, keeping the running model",
+                      extra={"fields": {"path": str(self.path), "trigger": reason, "reason": str(exc)}})
+            self._on_rejected(str(exc))
+            return
+        self._loaded = content
+        log.info("model loaded", extra={"fields": {
+            "path": str(self.path), "model_id": detector.model_id, "trigger": reason,
+            "load_ms": round((time.perf_counter() - t0) * 1000, 1)}})
+        self._on_loaded(detector)

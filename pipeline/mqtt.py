@@ -1,0 +1,392 @@
+"""Everything MQTT: topic layout, payload schemas and a publisher that never blocks the frame loop.
+
+Topics (``P`` = mqtt.prefix, ``C`` = camera.name):
+
+* ``P/C/detections``  every processed frame (optionally rate-limited): confirmed objects
+* ``P/C/events``      ``new`` / ``update`` / ``end`` per confirmed track, with before/after
+* ``P/C/<label>/count`` retained, on change
+* ``P/C/status``      retained camera/model state; ``P/availability`` retained online/offline (last will)
+* ``P/stats``         throughput figures every ``stats_interval_s``
+* ``P/command``, ``P/C/command``  subscribed: ``{"action": "reload_model"}``
+
+Two kinds of outgoing message, two delivery rules:
+
+* *streams* (detections, events, stats) go through one bounded FIFO; when it is full the oldest
+  message is dropped and counted. While the broker is away QoS>=1 messages wait there and are sent
+  after reconnect; QoS 0 ones are not queued (at most once means exactly that).
+* *state* (availability, status, counts, discovery) is "latest value wins" per topic, published
+  retained with QoS 1, and re-sent after every reconnect so a restarted broker relearns it.
+
+A publisher thread moves messages into paho only while connected and only while fewer than
+``max_inflight`` are unacknowledged, so memory is bounded by ``queue_size + max_inflight`` no
+matter how long the broker is down, and ``publish()`` costs the caller a deque append.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import ssl
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from pipeline.tracker import TrackedObject, TrackEvent
+from squeezedet.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+
+def topic_level(name: str) -> str:
+    """A label as one topic level: MQTT wildcards, separators and spaces become '_'."""
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", name) or "_"
+
+
+class Topics:
+    def __init__(self, prefix: str, camera: str):
+        self.prefix = prefix
+        self.camera = camera
+        base = f"{prefix}/{camera}"
+        self.availability = f"{prefix}/availability"
+        self.stats = f"{prefix}/stats"
+        self.detections = f"{base}/detections"
+        self.events = f"{base}/events"
+        self.status = f"{base}/status"
+        self.commands = (f"{prefix}/command", f"{base}/command")
+
+    def count(self, label: str) -> str:
+        return f"{self.prefix}/{self.camera}/{topic_level(label)}/count"
+
+
+@dataclass(frozen=True)
+class _Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def _encode(payload) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+class MqttPublisher:
+    """paho-mqtt client + bounded queue + publisher thread. All public methods are non-blocking
+    except ``close()``, which flushes for at most ``flush_timeout_s``."""
+
+    def __init__(self, cfg, client_id: str, will_topic: str, command_topics: Iterable[str] = (),
+                 on_command: Callable[[dict, str], None] | None = None):
+        import paho.mqtt.client as paho
+
+        self._paho = paho
+        self.cfg = cfg
+        self.dropped = 0  #: stream messages discarded because the queue was full
+        self.high_water = 0  #: largest queue length seen
+        self.connected = False
+        self._queue: deque[_Message] = deque()
+        self._state: dict[str, _Message] = {}
+        self._dirty: dict[str, None] = {}  # ordered set of state topics to (re)send
+        self._inflight: dict[int, _Message] = {}
+        self._early_acks: set[int] = set()  # acks that beat the bookkeeping after publish()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._closing = False
+        self._fail_logged = False
+        self._command_topics = tuple(command_topics)
+        self._on_command = on_command
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        client.will_set(will_topic, OFFLINE, qos=1, retain=True)
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls is not None:
+            try:
+                client.tls_set(ca_certs=cfg.tls.ca_certs, certfile=cfg.tls.certfile, keyfile=cfg.tls.keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"mqtt.tls: cannot load certificates ({exc})") from None
+            client.tls_insecure_set(cfg.tls.insecure)
+        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        client.max_inflight_messages_set(cfg.max_inflight)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._client = client
+
+    # -- API for the daemon --------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background (the broker may be down: paho keeps retrying with back-off)."""
+        self._client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive)
+        self._client.loop_start()
+        self._thread.start()
+
+    def publish(self, topic: str, payload, qos: int | None = None, retain: bool = False) -> None:
+        """Queue a stream message; drops the oldest queued message when the queue is full."""
+        msg = _Message(topic, _encode(payload), self.cfg.qos if qos is None else qos, retain)
+        with self._cond:
+            if msg.qos == 0 and not self.connected:
+                return
+            if len(self._queue) >= self.cfg.queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(msg)
+            self.high_water = max(self.high_water, len(self._queue))
+            self._cond.notify_all()
+
+    def set_state(self, topic: str, payload) -> None:
+        """Retained state topic: only the newest value is kept and sent (QoS 1)."""
+        msg = _Message(topic, _encode(payload), 1, True)
+        with self._cond:
+            if self._state.get(topic) == msg:
+                return
+            self._state[topic] = msg
+            self._dirty[topic] = None
+            self._cond.notify_all()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Flush (bounded by flush_timeout_s), then disconnect cleanly. Call set_state(offline) first."""
+        deadline = time.monotonic() + self.cfg.flush_timeout_s
+        with self._cond:
+            self._closing = True
+            while (self._queue or self._dirty or self._inflight) and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, deadline - time.monotonic()))
+            unsent = len(self._queue) + len(self._dirty) + len(self._inflight)
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+        if unsent:
+            log.warning("mqtt messages not delivered at shutdown", extra={"fields": {"unsent": unsent}})
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- publisher thread ----------------------------------------------------------------------
+    def _ready(self) -> bool:
+        return (self.connected and len(self._inflight) < self.cfg.max_inflight
+                and bool(self._dirty or self._queue))
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and not self._ready():
+                    self._cond.wait(0.5)
+                if self._stop:
+                    return
+                if self._dirty:
+                    topic = next(iter(self._dirty))
+                    del self._dirty[topic]
+                    msg = self._state[topic]
+                else:
+                    msg = self._queue.popleft()
+            self._send(msg)
+
+    def _send(self, msg: _Message) -> None:
+        paho = self._paho
+        try:
+            info = self._client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+        except ValueError as exc:  # invalid topic or payload: a bug, not a network condition
+            log.error("mqtt publish rejected", extra={"fields": {"topic": msg.topic, "reason": str(exc)}})
+            return
+        # QoS>=1 messages that raced a disconnect stay in paho and are re-sent after reconnect.
+        kept = info.rc == paho.MQTT_ERR_SUCCESS or (msg.qos > 0 and info.rc == paho.MQTT_ERR_NO_CONN)
+        with self._cond:
+            if not kept:
+                return
+            if info.mid in self._early_acks:
+                self._early_acks.discard(info.mid)
+            else:
+                self._inflight[info.mid] = msg
+
+    # -- paho callbacks (network thread) -------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("mqtt connection refused", extra={"fields": {"reason": str(reason_code)}})
+            return
+        with self._cond:
+            self.connected = True
+            self._fail_logged = False
+            for topic in self._state:
+                self._dirty[topic] = None
+            self._cond.notify_all()
+        for topic in self._command_topics:
+            client.subscribe(topic, qos=1)
+        log.info("mqtt connected", extra={"fields": {"host": self.cfg.host, "port": self.cfg.port}})
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if not self._fail_logged:
+            self._fail_logged = True
+            log.warning("mqtt broker unreachable, retrying in the background",
+                        extra={"fields": {"host": self.cfg.host, "port": self.cfg.port}})
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._cond:
+            self.connected = False
+            # QoS 0 packets not yet written are discarded by paho on reconnect: free their slots.
+            for mid in [m for m, msg in self._inflight.items() if msg.qos == 0]:
+                del self._inflight[mid]
+            self._cond.notify_all()
+        if not self._closing:
+            self._fail_logged = True
+            log.warning("mqtt disconnected, reconnecting in the background",
+                        extra={"fields": {"reason": str(reason_code), "queued": len(self._queue)}})
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._cond:
+            if self._inflight.pop(mid, None) is None:
+                self._early_acks.add(mid)
+            self._cond.notify_all()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if msg.retain:  # a stale retained command must not fire on every restart
+            log.info("ignoring retained command", extra={"fields": {"topic": msg.topic}})
+            return
+        try:
+            command = json.loads(msg.payload)
+        except (ValueError, UnicodeDecodeError):
+            command = None
+        if not isinstance(command, dict) or not isinstance(command.get("action"), str):
+            log.warning("ignoring malformed command (expected a JSON object with an \"action\")",
+                        extra={"fields": {"topic": msg.topic}})
+            return
+        if self._on_command is not None:
+            self._on_command(command, msg.topic)
+
+
+# -- payloads ----------------------------------------------------------------------------------
+def time_fields(ts: float) -> dict:
+    iso = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"timestamp": round(ts, 3), "time": iso}
+
+
+def object_payload(obj: TrackedObject, width: int, height: int) -> dict:
+    x1, y1, x2, y2 = obj.box
+    return {
+        "id": obj.track_id,
+        "label": obj.label,
+        "score": obj.score,
+        "smoothed_score": obj.smoothed_score,
+        "box": [x1, y1, x2, y2],
+        "box_norm": [round(x1 / width, 4), round(y1 / height, 4), round(x2 / width, 4), round(y2 / height, 4)],
+        "missed": obj.missed,
+        "first_frame": obj.first_frame,
+        "last_frame": obj.last_frame,
+    }
+
+
+class Reporter:
+    """Maps frames, tracks and daemon state onto the topics above (one camera)."""
+
+    def __init__(self, publisher: MqttPublisher, topics: Topics, cfg):
+        self.publisher = publisher
+        self.topics = topics
+        self.cfg = cfg
+        self._labels: list[str] = []
+        self._counts: dict[str, int] = {}
+        self._last_detections = float("-inf")
+        self._status = {"state": "starting", "detail": "", "model_id": None, "model_error": None}
+
+    def online(self) -> None:
+        self.publisher.set_state(self.topics.availability, ONLINE)
+
+    def set_labels(self, labels: Iterable[str]) -> None:
+        """Known class names: zero counts (and discovery configs) exist before the first object."""
+        for label in labels:
+            if label in self._labels:
+                continue
+            self._labels.append(label)
+            self._publish_count(label, 0)
+            if self.cfg.home_assistant.enabled:
+                self.publisher.set_state(*self.discovery(label))
+
+    def status(self, **fields) -> None:
+        """Merge fields (state, detail, model_id, model_error) into the retained camera status."""
+        self._status.update(fields)
+        self.publisher.set_state(self.topics.status, {"camera": self.topics.camera, **self._status,
+                                                      **time_fields(time.time())})
+
+    def frame(self, index: int, timestamp: float, size: tuple[int, int], objects: list[TrackedObject],
+              events: list[TrackEvent], model_id: str, inference_ms: float) -> None:
+        width, height = size
+        self._events(events, index, timestamp, size, model_id)
+        if timestamp - self._last_detections >= self.cfg.detections_interval_s:
+            self._last_detections = timestamp
+            self.publisher.publish(self.topics.detections, {
+                "camera": self.topics.camera, "frame": index, **time_fields(timestamp),
+                "image": {"width": width, "height": height}, "model_id": model_id,
+                "inference_ms": round(inference_ms, 2),
+                "objects": [object_payload(o, width, height) for o in objects],
+            }, retain=self.cfg.retain)
+        counts = Counter(o.label for o in objects)
+        for label in set(self._labels) | set(counts):
+            self._publish_count(label, counts.get(label, 0))
+
+    def end(self, events: list[TrackEvent], index: int, size: tuple[int, int], model_id: str) -> None:
+        """Shutdown: end the open tracks, zero the counts, mark camera and daemon offline."""
+        self._events(events, index, time.time(), size, model_id)
+        for label in self._counts:
+            self._publish_count(label, 0)
+        self.status(state=OFFLINE, detail="daemon stopped")
+        self.publisher.set_state(self.topics.availability, OFFLINE)
+
+    def stats(self, fields: dict) -> None:
+        self.publisher.publish(self.topics.stats, {
+            "camera": self.topics.camera, **time_fields(time.time()), **fields,
+            "mqtt_queue": self.publisher.queue_depth, "mqtt_queue_max": self.publisher.cfg.queue_size,
+            "mqtt_dropped": self.publisher.dropped, "mqtt_connected": self.publisher.connected,
+        }, retain=self.cfg.retain)
+
+    def discovery(self, label: str) -> tuple[str, dict]:
+        """Home Assistant MQTT discovery config for one label's count sensor."""
+        ha = self.cfg.home_assistant
+        node = topic_level(f"{self.topics.prefix}_{self.topics.camera}")
+        object_id = f"{node}_{topic_level(label)}_count"
+        return f"{ha.discovery_prefix}/sensor/{node}/{object_id}/config", {
+            "name": f"{label} count",
+            "unique_id": object_id,
+            "object_id": object_id,
+            "state_topic": self.topics.count(label),
+            "availability_topic": self.topics.availability,
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+            "state_class": "measurement",
+            "icon": "mdi:counter",
+            "device": {
+                "identifiers": [node],
+                "name": ha.device_name or f"SqueezeDet {self.topics.camera}",
+                "manufacturer": "SqueezeDet",
+                "model": "squeezedet-edge",
+            },
+        }
+
+    def _events(self, events: list[TrackEvent], index: int, timestamp: float, size: tuple[int, int],
+                model_id: str) -> None:
+        width, height = size
+        for event in events:
+            self.publisher.publish(self.topics.events, {
+                "type": event.type, "camera": self.topics.camera, "frame": index, **time_fields(timestamp),
+                "model_id": model_id,
+                "before": None if event.before is None else object_payload(event.before, width, height),
+                "after": object_payload(event.after, width, height),
+            }, retain=self.cfg.retain)
+
+    def _publish_count(self, label: str, count: int) -> None:
+        if self._counts.get(label) != count:
+            self._counts[label] = count
+            self.publisher.set_state(self.topics.count(label), str(count))
