@@ -58,7 +58,8 @@ def synthesize(n_images: int, dets_per_image: int, seed: int):
         labels, dets = [], []
         for t, box, tr, oc in zip(GT_TYPES[types].tolist(), boxes, trunc.tolist(), occ.tolist()):
             dont_care = t == "DontCare"
-            labels.append(KittiObject(t, -1.0 if dont_care else tr, -1 if dont_care else oc, -10.0, tuple(box.tolist())))
+            labels.append(KittiObject(t, -1.0 if dont_care else tr, -1 if dont_care else oc, -10.0,
+                                      tuple(box.tolist())))
             if t not in DET_CLASSES or rng.random() > 0.85:
                 continue
             w, h = box[2] - box[0], box[3] - box[1]

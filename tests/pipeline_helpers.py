@@ -7,13 +7,14 @@ with confidence sigmoid(20 * fill - 10) where fill is the channel mean over the 
 lit cell). Its box is exactly the anchor of that cell, so tests can compute the expected pixels.
 It is built by TensorFlow in a subprocess, once per test session, so TF never enters this process.
 
-Loaded as a pytest plugin by the pipeline test modules (``pytest_plugins = ["pipeline_helpers"]``).
+Test modules import the fixtures they use by name (the tiny model is built once per process).
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -78,10 +79,13 @@ def build_tiny_models(cache_dir: Path) -> dict[str, Path]:
 
 
 def install_model(src: Path, dest: Path) -> Path:
-    """Copy a model and its sidecar to ``dest`` (a .tflite path), sidecar first."""
+    """Copy a model and its sidecar to ``dest`` (a .tflite path), each by temp file + rename, the
+    sidecar first (the recommended way to deploy: the watcher never sees a half-written file)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src.with_suffix(".json"), dest.with_suffix(".json"))
-    shutil.copyfile(src, dest)
+    for s, d in ((src.with_suffix(".json"), dest.with_suffix(".json")), (src, dest)):
+        tmp = d.with_name(f".{d.name}.tmp")
+        shutil.copyfile(s, tmp)
+        os.replace(tmp, d)
     return dest
 
 
@@ -135,11 +139,11 @@ def car_video(tmp_path) -> Path:
     return make_video(tmp_path / "car.avi", [[(1, 2, RED)]] * 20)
 
 
-def edge_config(model: Path, source: str, port: int | None = None, **sections) -> dict:
+def edge_config(model: Path, uri, port: int | None = None, **sections) -> dict:
     """A config dict for the daemon; ``sections`` are merged into the top-level sections."""
     cfg = {
         "camera": {"name": "test_cam"},
-        "source": {"uri": str(source), "reconnect_initial_s": 0.1, "reconnect_max_s": 0.4},
+        "source": {"uri": str(uri), "reconnect_initial_s": 0.1, "reconnect_max_s": 0.4},
         "model": {"path": str(model), "num_threads": 1, "watch_interval_s": 0},
         "tracker": {"min_hits": 2, "max_missed": 3},
         "mqtt": {"enabled": port is not None, "host": "127.0.0.1", "port": port or 1883, "prefix": "sd",

@@ -91,8 +91,8 @@ def report(result: EvalResult, output_dir) -> None:
 def evaluate_and_report(
     gt: Mapping[str, Sequence[KittiObject]],
     dt: Mapping[str, Sequence[KittiObject]],
-    classes: Sequence[str] = DEFAULT_CLASSES,
-    output_dir=".",
+    classes: Sequence[str],
+    output_dir,
     iou_thresholds: Mapping[str, float] | None = None,
 ) -> EvalResult:
     """Evaluate in memory (image id -> objects), print the table, write metrics.json + pr_curves.png."""

@@ -354,6 +354,8 @@ def evaluate(
         raise DataError(f"detections for {len(extra)} image(s) without labels, e.g. {extra[0]!r}")
     thr = resolve_classes(classes, iou_thresholds)
     ids = list(gt)
+    if not ids:
+        raise DataError("no images to evaluate")
     flat = _flatten(gt, dt, ids, min(thr.values()))
     results = {name: {d.name: _evaluate_class(flat, name, d, t) for d in DIFFICULTIES} for name, t in thr.items()}
     return EvalResult(tuple(thr), thr, results, len(ids))

@@ -72,7 +72,7 @@ class Throughput(keras.callbacks.Callback):
 def save_optimizer_state(optimizer, path) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, *[np.asarray(v) for v in optimizer.variables])
+            np.savez(fh, *[keras.ops.convert_to_numpy(v) for v in optimizer.variables])
 
 
 def load_optimizer_state(optimizer, model, path) -> None:
@@ -108,8 +108,7 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        lr = self.model.optimizer.learning_rate
-        logs["learning_rate"] = float(np.asarray(lr))
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.history.append({"epoch": epoch + 1, **logs})
         model = self.save_model or self.model
         with atomic_path(self.dir / "last.weights.h5", suffix=".weights.h5") as tmp:
@@ -144,12 +143,11 @@ class Validation(keras.callbacks.Callback):
             return
         from squeezedet.eval.validate import validate_model
 
-        res = validate_model(
-            self.cfg, self.predict_model or self.model, self.samples, self.output_dir / "val_latest", quiet=True
-        )
+        res = validate_model(self.cfg, self.predict_model or self.model, self.samples, self.output_dir / "val_latest")
+        value = res.mean()["moderate"]["AP_R40"]
         if logs is not None:
-            logs["val_mAP_moderate_R40"] = res.mean("moderate", "AP_R40")
-        log.info("epoch %d: val mAP (moderate, AP_R40) = %.2f", epoch + 1, res.mean("moderate", "AP_R40"))
+            logs["val_mAP_moderate_R40"] = value
+        log.info("epoch %d: val mAP (moderate, AP_R40) = %.2f", epoch + 1, value)
 
 
 def write_training_report(output_dir, history: list, summary: dict) -> None:

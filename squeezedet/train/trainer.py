@@ -129,7 +129,11 @@ def train(
 
     with strategy.scope():
         model = build_model(cfg.model)
-        if cfg.model.pretrained_backbone and not state:
+        if state:
+            from squeezedet.inference import load_weights
+
+            load_weights(model, out / "last.weights.h5")
+        elif cfg.model.pretrained_backbone:
             load_pretrained_backbone(model, cfg.model.pretrained_backbone)
         loss = loss_from_config(cfg, anchors)
         optimizer = build_optimizer(cfg, total_steps)
@@ -147,9 +151,6 @@ def train(
         else:
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         if state:
-            from squeezedet.inference import load_weights
-
-            load_weights(model, out / "last.weights.h5")
             cb.load_optimizer_state(fit_model.optimizer, fit_model, out / "last.optimizer.npz")
             log.info("resumed from %s at epoch %d", out, initial_epoch)
 

@@ -1,0 +1,114 @@
+"""Bad input -> one line on stderr naming the file/line/key, exit code 2, nothing half-written."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, SAMPLE_ROOT, make_sample_subset
+from squeezedet.cli import main
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    return make_sample_subset(tmp_path / "data", ["000003", "000008"])
+
+
+def _cfg(tmp_path, data, **train):
+    d = {"model": {"input_width": 128, "input_height": 64}, "data": {"root": str(data)},
+         "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "val_every": 0, **train}}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return p
+
+
+def test_bad_label_line_names_file_and_line(tmp_path, small_data, capsys):
+    lab = small_data / "training" / "label_2" / "000008.txt"
+    lines = lab.read_text().splitlines()
+    lines[2] = "Car 0.00 0 -1.5 100 200 300"  # truncated line
+    lab.write_text("\n".join(lines) + "\n")
+    rc = main(["train", "--config", str(_cfg(tmp_path, small_data)), "--output", str(tmp_path / "out")])
+    assert rc == 2
+    err = _one_line_error(capsys)
+    assert f"{lab}:3: expected 15 fields, got 7" in err
+    assert not (tmp_path / "out" / "last.weights.h5").exists()
+
+
+def test_missing_image_is_named(tmp_path, small_data, capsys):
+    (small_data / "training" / "image_2" / "000003.jpg").unlink()
+    rc = main(["train", "--config", str(_cfg(tmp_path, small_data)), "--output", str(tmp_path / "out")])
+    assert rc == 2
+    assert "000003.png: image not found" in _one_line_error(capsys)
+
+
+def test_unknown_class_in_label_file(tmp_path, small_data, capsys):
+    lab = small_data / "training" / "label_2" / "000003.txt"
+    lab.write_text(lab.read_text().replace("Car", "Bus", 1))
+    rc = main(["train", "--config", str(_cfg(tmp_path, small_data)), "--output", str(tmp_path / "out")])
+    assert rc == 2
+    assert f"{lab}:1: unknown object type 'Bus'" in _one_line_error(capsys)
+
+
+def test_unknown_class_in_class_map(tmp_path, small_data, capsys):
+    p = _cfg(tmp_path, small_data)
+    d = yaml.safe_load(p.read_text())
+    d["data"]["class_map"] = {"Car": "car", "Van": "vehicle"}
+    p.write_text(yaml.safe_dump(d))
+    assert main(["train", "--config", str(p)]) == 2
+    assert "data.class_map maps to ['vehicle']" in _one_line_error(capsys)
+
+
+def test_bad_config_key_and_value_name_the_key_path(tmp_path, small_data, capsys):
+    p = _cfg(tmp_path, small_data)
+    d = yaml.safe_load(p.read_text())
+    d["train"]["learning_rat"] = 0.1
+    p.write_text(yaml.safe_dump(d))
+    assert main(["train", "--config", str(p)]) == 2
+    assert _one_line_error(capsys) == f"squeezedet train: error: {p}: train.learning_rat: unknown key"
+    d["train"].pop("learning_rat")
+    d["model"]["input_width"] = 100  # not a multiple of 16
+    p.write_text(yaml.safe_dump(d))
+    assert main(["train", "--config", str(p)]) == 2
+    assert f"{p}: model.input_width: Input should be a multiple of 16" in _one_line_error(capsys)
+    p.write_text("model: [unclosed")
+    assert main(["train", "--config", str(p)]) == 2
+    assert "invalid YAML" in _one_line_error(capsys)
+
+
+def test_cli_subprocess_exit_code_and_single_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  nope: 1\n")
+    r = subprocess.run([sys.executable, "-m", "squeezedet.cli", "train", "--config", str(p)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"squeezedet train: error: {p}: model.nope: unknown key"
+
+
+def test_predict_missing_weights(tmp_path, capsys):
+    rc = main(["predict", "--weights", str(tmp_path / "w.weights.h5"), "--config", str(REPO / "configs/kitti_sample.yaml"),
+               "--source", str(SAMPLE_ROOT / "training/image_2/000003.jpg"), "--output", str(tmp_path / "o")])
+    assert rc == 2
+    assert "w.weights.h5: weights file not found" in _one_line_error(capsys)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    from squeezedet.core.io import atomic_path
+
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole" and oct(target.stat().st_mode & 0o777) != "0o600"
+    shutil.rmtree(tmp_path)

@@ -1,0 +1,188 @@
+"""Frame sources: ordered files/folders, newest-frame live sources, reconnect with back-off."""
+
+import logging
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.config import SourceConfig
+from pipeline.sources import FrameSource, SourceError, source_kind
+from pipeline_helpers import RED, cell_rect_frame, make_video
+
+
+class FakeCapture:
+    """Frames whose pixel value is their sequence number; read() fails after ``n`` frames."""
+
+    def __init__(self, n, start=0, delay=0.0):
+        self.n, self.i, self.start, self.delay = n, 0, start, delay
+        self.released = False
+
+    def read(self):
+        if self.delay:
+            time.sleep(self.delay)
+        if self.i >= self.n:
+            return False, None
+        self.i += 1
+        return True, np.full((8, 8, 3), (self.start + self.i) % 256, np.uint8)
+
+    def get(self, prop):
+        return 25.0
+
+    def release(self):
+        self.released = True
+
+
+def drain(source, limit=200, timeout=2.0):
+    frames, deadline = [], time.monotonic() + timeout
+    while len(frames) < limit and time.monotonic() < deadline and not source.ended:
+        frame = source.get(timeout=0.1)
+        if frame is not None:
+            frames.append(frame)
+    return frames
+
+
+def test_source_kinds(tmp_path):
+    assert source_kind("0") == "camera"
+    assert source_kind("/dev/video2") == "camera"
+    assert source_kind("rtsp://user:pw@cam/stream") == "stream"
+    assert source_kind("http://cam/mjpg") == "stream"
+    assert source_kind(str(tmp_path)) == "folder"
+    assert source_kind(str(tmp_path / "clip.mp4")) == "file"
+    assert source_kind("libcamerasrc ! appsink", "gstreamer") == "pipeline"
+
+
+def test_file_is_read_in_order_and_ends(tmp_path):
+    video = make_video(tmp_path / "v.avi", [[(0, i % 8, RED)] for i in range(7)])
+    statuses = []
+    src = FrameSource(SourceConfig(uri=str(video)), on_status=lambda s, d: statuses.append(s))
+    src.open()
+    assert src.fps == pytest.approx(10.0)
+    src.start()
+    frames = drain(src)
+    src.stop()
+    assert [f.index for f in frames] == list(range(7))
+    assert src.ended and src.dropped == 0
+    assert frames[0].image.shape == (128, 256, 3)
+    assert frames[3].image[0:32, 96:128, 0].mean() > 200  # RGB order: red is channel 0
+    assert statuses == ["online", "ended"]
+
+
+def test_looping_file_keeps_counting(tmp_path):
+    video = make_video(tmp_path / "v.avi", [[(0, 0, RED)]] * 3)
+    src = FrameSource(SourceConfig(uri=str(video), loop=True))
+    src.open()
+    src.start()
+    frames = drain(src, limit=8)
+    src.stop()
+    assert [f.index for f in frames] == list(range(8)) and not src.ended
+
+
+def test_folder_in_name_order_skipping_unreadable(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, col in enumerate((2, 0, 1)):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(cell_rect_frame([(0, col, RED)]), cv2.COLOR_RGB2BGR))
+    (folder / "001b.jpg").write_bytes(b"not an image")
+    (folder / "notes.txt").write_text("ignored")
+    src = FrameSource(SourceConfig(uri=str(folder)))
+    src.open()
+    src.start()
+    frames = drain(src)
+    src.stop()
+    cols = [int(np.argmax(f.image[0:32, :, 0].reshape(32, 8, 32).mean(axis=(0, 2)))) for f in frames]
+    assert cols == [2, 0, 1] and src.ended
+
+
+@pytest.mark.parametrize("content", [None, b"", b"\x00garbage" * 100])
+def test_unreadable_video_fails_at_open(tmp_path, content):
+    path = tmp_path / "clip.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SourceError, match="clip.mp4"):
+        FrameSource(SourceConfig(uri=str(path))).open()
+
+
+def test_empty_folder_fails_at_open(tmp_path):
+    with pytest.raises(SourceError, match="no images"):
+        FrameSource(SourceConfig(uri=str(tmp_path))).open()
+
+
+def test_live_source_keeps_only_the_newest_frame_and_counts_drops():
+    cap = FakeCapture(60, delay=0.002)
+    src = FrameSource(SourceConfig(uri="0"), opener=lambda cfg: cap)
+    src.open()
+    src.start()
+    got = []
+    deadline = time.monotonic() + 3
+    while cap.i < 60 and time.monotonic() < deadline:
+        frame = src.get(timeout=0.2)
+        if frame is not None:
+            got.append(frame.index)
+        time.sleep(0.02)  # a detector slower than the camera
+    time.sleep(0.05)
+    last = src.get(timeout=0.2)
+    src.stop()
+    got += [last.index] if last is not None else []
+    assert got == sorted(got) and len(set(got)) == len(got)
+    assert src.dropped > 0
+    assert len(got) + src.dropped == 60  # every frame was either delivered or counted as dropped
+
+
+def test_live_source_reconnects_with_backoff_and_reports_status(caplog):
+    """Stream delivers 3 frames, dies; the next two reopen attempts fail, the third succeeds."""
+    attempts = []
+
+    def opener(cfg):
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            return FakeCapture(3)
+        if len(attempts) in (2, 3):
+            raise SourceError("rtsp://cam/stream: cannot open stream")
+        return FakeCapture(1000, start=100, delay=0.005)
+
+    statuses = []
+    lock = threading.Lock()
+
+    def on_status(state, detail):
+        with lock:
+            statuses.append((state, detail))
+
+    cfg = SourceConfig(uri="rtsp://cam/stream", reconnect_initial_s=0.05, reconnect_max_s=0.2)
+    src = FrameSource(cfg, camera="door", opener=opener, on_status=on_status)
+    with caplog.at_level(logging.INFO, logger="pipeline.sources"):
+        src.open()
+        src.start()
+        frames = drain(src, limit=6, timeout=5)
+        src.stop()
+    assert len(attempts) == 4
+    gaps = np.diff(attempts[1:])
+    assert gaps[0] >= 0.09 and gaps[1] >= 0.19  # 0.05, 0.1, 0.2 s back-off (exponential)
+    states = [s for s, _ in statuses]
+    assert states[0] == "online" and states[-1] == "online"
+    assert states.count("reconnecting") >= 3
+    assert any("attempt 3" in d for s, d in statuses if s == "reconnecting")
+    reconnect_logs = [r for r in caplog.records if r.getMessage() == "reconnecting source"]
+    assert [r.fields["attempt"] for r in reconnect_logs] == [1, 2, 3]
+    assert all(r.fields["camera"] == "door" for r in reconnect_logs)
+    assert any(r.getMessage() == "source lost" for r in caplog.records)
+    assert frames[-1].image[0, 0, 0] >= 100  # frames from the reopened stream
+
+
+def test_live_source_not_there_at_start_is_retried_not_fatal():
+    calls = []
+
+    def opener(cfg):
+        calls.append(1)
+        if len(calls) == 1:
+            raise SourceError("/dev/video0: cannot open camera")
+        return FakeCapture(100, delay=0.005)
+
+    src = FrameSource(SourceConfig(uri="/dev/video0", reconnect_initial_s=0.05), opener=opener)
+    src.open()  # no exception
+    src.start()
+    frames = drain(src, limit=3)
+    src.stop()
+    assert len(calls) == 2 and len(frames) == 3

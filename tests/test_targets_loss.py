@@ -1,0 +1,88 @@
+"""Target assignment (paper's rule) on hand-made boxes, and the loss on edge cases."""
+
+import numpy as np
+import pytest
+
+from squeezedet.core.anchors import anchor_grid
+from squeezedet.core.boxes import decode_deltas, xyxy_to_cxcywh
+from squeezedet.data.targets import assign_anchors, encode_targets
+
+
+def _anchors():
+    # 4 anchors by hand (cx, cy, w, h)
+    return np.array([[10, 10, 10, 10], [30, 10, 10, 10], [10, 10, 20, 20], [100, 100, 4, 4]], np.float32)
+
+
+def test_each_box_takes_highest_iou_anchor_and_anchors_are_not_shared():
+    anchors = _anchors()
+    gt = np.array([[5, 5, 15, 15], [6, 6, 14, 14]], np.float32)
+    # box 0 is anchor 0 exactly (IoU 1); box 1 (8x8 at (10,10)) also prefers anchor 0 (64/100)
+    # over anchor 2 (64/400), but anchor 0 is taken -> anchor 2
+    assert assign_anchors(gt, anchors).tolist() == [0, 2]
+
+
+def test_box_overlapping_no_anchor_takes_nearest_by_squared_distance():
+    anchors = _anchors()
+    gt = np.array([[60, 60, 64, 64]], np.float32)  # centre (62,62) 4x4: overlaps none
+    # squared distances in (cx,cy,w,h): anchor 3 -> 38^2*2 = 2888; anchor 2 -> 52^2*2 + 16^2*2 = 5920
+    assert assign_anchors(gt, anchors).tolist() == [3]
+
+
+def test_encode_targets_rows():
+    anchors = _anchors()
+    y = encode_targets([[5, 5, 15, 15], [26, 6, 36, 16]], [1, 0], anchors, num_classes=2)
+    assert y.shape == (4, 11)
+    assert y[:, 0].tolist() == [1, 1, 0, 0]
+    np.testing.assert_allclose(y[0, 1:5], [0, 0, 0, 0], atol=1e-7)
+    np.testing.assert_allclose(y[1, 1:5], [(31 - 30) / 10, (11 - 10) / 10, 0, 0], atol=1e-6)
+    assert y[0, 5:7].tolist() == [0, 1] and y[1, 5:7].tolist() == [1, 0]
+    np.testing.assert_allclose(y[1, 7:11], [31, 11, 10, 10])
+    np.testing.assert_allclose(decode_deltas(y[1, 1:5], anchors[1]), xyxy_to_cxcywh([26, 6, 36, 16]), rtol=1e-6)
+    assert not y[2:].any()
+
+
+def test_targets_on_empty_image_and_degenerate_boxes():
+    anchors = anchor_grid(64, 32, [(8, 8)])
+    assert not encode_targets(np.zeros((0, 4)), [], anchors, 3).any()
+    assert not encode_targets([[5, 5, 5, 9]], [0], anchors, 3).any()  # zero width dropped
+
+
+@pytest.fixture(scope="module")
+def loss_setup():
+    tf = pytest.importorskip("tensorflow")
+    from squeezedet.train.loss import SqueezeDetLoss
+
+    anchors = anchor_grid(64, 32, [(16, 16), (32, 16)])
+    return tf, anchors, SqueezeDetLoss(anchors, num_classes=2)
+
+
+def test_loss_finite_on_image_without_objects(loss_setup):
+    tf, anchors, loss = loss_setup
+    y_true = np.zeros((2, len(anchors), 11), np.float32)
+    y_pred = np.random.default_rng(0).normal(size=(2, 2, 4, 2 * 7)).astype(np.float32) * 5
+    parts = {k: float(v) for k, v in loss.components(y_true, y_pred).items()}
+    assert parts["class_loss"] == 0 and parts["bbox_loss"] == 0
+    assert np.isfinite(parts["conf_loss"]) and parts["conf_loss"] > 0
+    # gradients finite too
+    x = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        value = loss(y_true, x)
+    assert np.isfinite(tape.gradient(value, x).numpy()).all()
+
+
+def test_loss_terms_hand_computed_for_one_object(loss_setup):
+    tf, anchors, loss = loss_setup
+    n = len(anchors)
+    y_pred = np.zeros((1, 2, 4, 14), np.float32)  # all logits 0: probs 0.5/0.5, conf 0.5, deltas 0
+    y_true = np.zeros((1, n, 11), np.float32)
+    a = anchors[5]
+    y_true[0, 5] = [1, 0.1, 0, 0, 0, 1, 0, a[0] + 0.1 * a[2], a[1], a[2], a[3]]
+    parts = {k: float(v) for k, v in loss.components(y_true, y_pred).items()}
+    # class: -log(0.5) - log(1 - 0.5) for one object
+    assert parts["class_loss"] == pytest.approx(2 * np.log(2), rel=1e-5)
+    # bbox: 5 * 0.1^2
+    assert parts["bbox_loss"] == pytest.approx(5 * 0.01, rel=1e-5)
+    # conf: predicted box = anchor; IoU with GT shifted by 0.1 w: 0.9/1.1
+    iou = 0.9 / 1.1
+    expected = 75 * (iou - 0.5) ** 2 + 100 / (n - 1) * (n - 1) * 0.25
+    assert parts["conf_loss"] == pytest.approx(expected, rel=1e-4)
