@@ -23,6 +23,7 @@ ENV_PASSWORD = "SQUEEZEDET_MQTT_PASSWORD"
 
 #: Camera names and the topic prefix become MQTT topic levels: no wildcards, separators or spaces.
 _TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_\-]+$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class _Strict(BaseModel):
@@ -35,7 +36,8 @@ class CameraConfig(_Strict):
 
 class SourceConfig(_Strict):
     """Where frames come from. ``uri`` is a V4L2 index ("0") or device path, a video file, an
-    rtsp/http(s) URL, an image folder, or a GStreamer pipeline (with backend: gstreamer)."""
+    rtsp/http(s) URL, an image folder, or a GStreamer pipeline (with backend: gstreamer).
+    ``${VAR}`` in the uri is taken from the environment (keeps stream passwords out of the YAML)."""
 
     uri: str
     backend: Literal["auto", "v4l2", "ffmpeg", "gstreamer"] = "auto"
@@ -164,8 +166,20 @@ def load_edge_config(path, env: dict | None = None) -> EdgeConfig:
     return resolve_secrets(cfg, os.environ if env is None else env, str(path))
 
 
+def _expand_env(text: str, env, key: str, source: str) -> str:
+    def value(match):
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(f"{source}: {key}: environment variable {name} is not set")
+        return env[name]
+
+    return _ENV_REF.sub(value, text)
+
+
 def resolve_secrets(cfg: EdgeConfig, env, source: str = "<config>") -> EdgeConfig:
-    """Fill mqtt.username/password from the environment or password_file (env wins)."""
+    """Expand ${VAR} in source.uri; fill mqtt.username/password from the environment or
+    password_file (env wins over the file, the file over the YAML)."""
+    uri = _expand_env(cfg.source.uri, env, "source.uri", source)
     mqtt = cfg.mqtt
     username = env.get(ENV_USERNAME) or mqtt.username
     password = env.get(ENV_PASSWORD)
@@ -178,4 +192,7 @@ def resolve_secrets(cfg: EdgeConfig, env, source: str = "<config>") -> EdgeConfi
     password = password or mqtt.password
     if password and not username:
         raise ConfigError(f"{source}: mqtt.username: required when a password is set")
-    return cfg.model_copy(update={"mqtt": mqtt.model_copy(update={"username": username, "password": password})})
+    return cfg.model_copy(update={
+        "source": cfg.source.model_copy(update={"uri": uri}),
+        "mqtt": mqtt.model_copy(update={"username": username, "password": password}),
+    })

@@ -271,8 +271,10 @@ class MqttPublisher:
 
 # -- payloads ----------------------------------------------------------------------------------
 def time_fields(ts: float) -> dict:
-    iso = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"timestamp": round(ts, 3), "time": iso}
+    """Epoch seconds (ms precision) and the same instant as ISO 8601 UTC."""
+    ms = round(ts * 1000)
+    dt = datetime.fromtimestamp(ms // 1000, timezone.utc).replace(microsecond=ms % 1000 * 1000)
+    return {"timestamp": ms / 1000, "time": dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
 
 
 def object_payload(obj: TrackedObject, width: int, height: int) -> dict:
@@ -301,25 +303,28 @@ class Reporter:
         self._counts: dict[str, int] = {}
         self._last_detections = float("-inf")
         self._status = {"state": "starting", "detail": "", "model_id": None, "model_error": None}
+        self._lock = threading.RLock()  # status/labels/counts change from the source, watcher and frame threads
 
     def online(self) -> None:
         self.publisher.set_state(self.topics.availability, ONLINE)
 
     def set_labels(self, labels: Iterable[str]) -> None:
         """Known class names: zero counts (and discovery configs) exist before the first object."""
-        for label in labels:
-            if label in self._labels:
-                continue
-            self._labels.append(label)
-            self._publish_count(label, 0)
-            if self.cfg.home_assistant.enabled:
-                self.publisher.set_state(*self.discovery(label))
+        with self._lock:
+            for label in labels:
+                if label in self._labels:
+                    continue
+                self._labels.append(label)
+                self._publish_count(label, 0)
+                if self.cfg.home_assistant.enabled:
+                    self.publisher.set_state(*self.discovery(label))
 
     def status(self, **fields) -> None:
         """Merge fields (state, detail, model_id, model_error) into the retained camera status."""
-        self._status.update(fields)
-        self.publisher.set_state(self.topics.status, {"camera": self.topics.camera, **self._status,
-                                                      **time_fields(time.time())})
+        with self._lock:
+            self._status.update(fields)
+            self.publisher.set_state(self.topics.status, {"camera": self.topics.camera, **self._status,
+                                                          **time_fields(time.time())})
 
     def frame(self, index: int, timestamp: float, size: tuple[int, int], objects: list[TrackedObject],
               events: list[TrackEvent], model_id: str, inference_ms: float) -> None:
@@ -334,14 +339,16 @@ class Reporter:
                 "objects": [object_payload(o, width, height) for o in objects],
             }, retain=self.cfg.retain)
         counts = Counter(o.label for o in objects)
-        for label in set(self._labels) | set(counts):
-            self._publish_count(label, counts.get(label, 0))
+        with self._lock:
+            for label in set(self._labels) | set(counts):
+                self._publish_count(label, counts.get(label, 0))
 
     def end(self, events: list[TrackEvent], index: int, size: tuple[int, int], model_id: str) -> None:
         """Shutdown: end the open tracks, zero the counts, mark camera and daemon offline."""
         self._events(events, index, time.time(), size, model_id)
-        for label in self._counts:
-            self._publish_count(label, 0)
+        with self._lock:
+            for label in self._counts:
+                self._publish_count(label, 0)
         self.status(state=OFFLINE, detail="daemon stopped")
         self.publisher.set_state(self.topics.availability, OFFLINE)
 

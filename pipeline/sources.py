@@ -155,6 +155,7 @@ class FrameSource:
         self._first: np.ndarray | None = None
         self._next_index = 0
         self._last_delivery = 0.0
+        self._problem = ""  # why the source is being reopened, for the status detail
         self._stop = threading.Event()
         self._ended = threading.Event()
         self._cond = threading.Condition()
@@ -171,9 +172,10 @@ class FrameSource:
         except SourceError as exc:
             if not self.live:
                 raise
+            self._problem = _redact(str(exc))
             log.warning("source not available, will retry",
-                        extra={"fields": {"camera": self.camera, "reason": str(exc)}})
-            self._on_status("reconnecting", str(exc))
+                        extra={"fields": {"camera": self.camera, "reason": self._problem}})
+            self._on_status("reconnecting", self._problem)
             return
         import cv2
 
@@ -191,12 +193,14 @@ class FrameSource:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading. The capture is released by the reader thread itself once its current read
+        returns, so a read blocked on a stalled stream is never pulled from under OpenCV."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._cap is not None:
+        elif self._cap is not None:
             self._cap.release()
             self._cap = None
 
@@ -228,6 +232,14 @@ class FrameSource:
 
     # -- reader thread -------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._read_loop()
+        finally:
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
+
+    def _read_loop(self) -> None:
         attempt = 0
         while not self._stop.is_set():
             if self._cap is None:
@@ -246,7 +258,7 @@ class FrameSource:
             self._cap = None
             if self.live:
                 log.warning("source lost", extra={"fields": {"camera": self.camera, "uri": _redact(self.cfg.uri)}})
-                self._on_status("reconnecting", "stream lost")
+                self._problem = "stream lost"
             elif not self.cfg.loop:
                 self._on_status("ended", "end of input")
                 self._put(_END)
@@ -260,14 +272,15 @@ class FrameSource:
             delay = min(self.cfg.reconnect_initial_s * 2 ** (attempt - 1), self.cfg.reconnect_max_s)
             log.info("reconnecting source",
                      extra={"fields": {"camera": self.camera, "attempt": attempt, "delay_s": round(delay, 2)}})
-            self._on_status("reconnecting", f"attempt {attempt}, retry in {delay:g}s")
+            self._on_status("reconnecting", f"{self._problem}; attempt {attempt}, retry in {delay:g}s")
             if self._stop.wait(delay):
                 return False
         try:
             self._cap = self._opener(self.cfg)
         except SourceError as exc:
+            self._problem = _redact(str(exc))
             log.warning("reconnect failed",
-                        extra={"fields": {"camera": self.camera, "attempt": attempt, "reason": str(exc)}})
+                        extra={"fields": {"camera": self.camera, "attempt": attempt, "reason": self._problem}})
             return False
         if self.live or attempt > 1:
             log.info("source reconnected", extra={"fields": {"camera": self.camera, "attempts": attempt}})

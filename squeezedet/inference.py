@@ -71,7 +71,9 @@ class KerasPredictor(Predictor):
         self.model = model
 
     def raw(self, batch):
-        return np.asarray(self.model(batch, training=False))
+        import keras
+
+        return keras.ops.convert_to_numpy(self.model(batch, training=False))
 
     def predict_batch(self, images_rgb, score_threshold=None):
         if not len(images_rgb):

@@ -139,12 +139,12 @@ def car_video(tmp_path) -> Path:
     return make_video(tmp_path / "car.avi", [[(1, 2, RED)]] * 20)
 
 
-def edge_config(model: Path, uri, port: int | None = None, **sections) -> dict:
+def edge_config(model_path: Path, uri, port: int | None = None, **sections) -> dict:
     """A config dict for the daemon; ``sections`` are merged into the top-level sections."""
     cfg = {
         "camera": {"name": "test_cam"},
         "source": {"uri": str(uri), "reconnect_initial_s": 0.1, "reconnect_max_s": 0.4},
-        "model": {"path": str(model), "num_threads": 1, "watch_interval_s": 0},
+        "model": {"path": str(model_path), "num_threads": 1, "watch_interval_s": 0},
         "tracker": {"min_hits": 2, "max_missed": 3},
         "mqtt": {"enabled": port is not None, "host": "127.0.0.1", "port": port or 1883, "prefix": "sd",
                  "reconnect_min_s": 1, "reconnect_max_s": 1, "stats_interval_s": 1.0, "flush_timeout_s": 3.0},

@@ -127,3 +127,17 @@ def test_stop_at_end_of_a_non_looping_file(tmp_path, capsys, tiny_model, car_vid
     code, out, _ = run_main(capsys, ["--config", str(path)])
     assert code == 0
     assert 'msg=stopped reason="end of input" frames=20' in out
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("edge*.yaml")))
+def test_example_configs_are_valid(name):
+    env = {"RTSP_PASSWORD": "pa:ss", "SQUEEZEDET_MQTT_USERNAME": "edge", "SQUEEZEDET_MQTT_PASSWORD": "secret"}
+    cfg = load_edge_config(REPO / "configs" / name, env=env)
+    assert "${" not in cfg.source.uri
+
+
+def test_stream_password_comes_from_the_environment(tmp_path, tiny_model):
+    path = config_file(tmp_path, tiny_model, "rtsp://viewer:${RTSP_PASSWORD}@cam.local/stream1")
+    assert load_edge_config(path, env={"RTSP_PASSWORD": "s3cret"}).source.uri == "rtsp://viewer:s3cret@cam.local/stream1"
+    with pytest.raises(ConfigError, match="source.uri: environment variable RTSP_PASSWORD is not set"):
+        load_edge_config(path, env={})

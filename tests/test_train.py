@@ -85,14 +85,14 @@ def test_predict_cli_writes_kitti_results_and_annotated_media(tiny_trained, tmp_
 
     from conftest import DEMO_CLIP
     from squeezedet.cli import main
-    from squeezedet.core.kitti import read_results
+    from squeezedet.core.kitti import read_labels, read_results
 
     images = tiny_trained.data_root / "training" / "image_2"
     out = tmp_path / "pred"
     assert main(["predict", "--weights", str(tiny_trained.weights_path), "--config", str(tiny_trained.config_path),
                  "--source", str(images), "--output", str(out)]) == 0
     res = read_results(out / "results" / "000008.txt", missing_ok=False)
-    labels = [o for o in read_results(tiny_trained.data_root / "training/label_2/000008.txt") if o.type == "Car"]
+    labels = [o for o in read_labels(tiny_trained.data_root / "training/label_2/000008.txt") if o.type == "Car"]
     assert len(res) >= len(labels) - 1 and all(o.type in ("Car", "Pedestrian", "Cyclist") for o in res)
     assert cv2.imread(str(out / "annotated" / "000008.jpg")).shape == (375, 1242, 3)
     # a video: one result file per frame and an annotated clip with the source's size
