@@ -38,7 +38,7 @@ def draw_detections(image_rgb: np.ndarray, boxes, labels, scores, track_ids=None
     ids = list(track_ids) if track_ids is not None else [None] * len(labels)
     for box, label, score, tid in zip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), labels, scores, ids):
         colour = label_colour(str(label))
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        x1, y1, x2, y2 = (round(v) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
         caption = f"{label} {float(score):.2f}" if tid is None else f"#{tid} {label} {float(score):.2f}"
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)

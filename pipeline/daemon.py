@@ -127,7 +127,7 @@ class Daemon:
                 [o.smoothed_score for o in out.objects], [o.track_id for o in out.objects]))
         return detector.last_inference_ms
 
-    def _report_stats(self, window: "_Window") -> None:
+    def _report_stats(self, window: _Window) -> None:
         fields = {
             "uptime_s": round(time.monotonic() - self._started, 1),
             "fps": round(window.fps(time.monotonic()), 2),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class Detector:
         self._validate()
 
     @classmethod
-    def from_config(cls, cfg) -> "Detector":
+    def from_config(cls, cfg) -> Detector:
         return cls(cfg.path, cfg.num_threads, cfg.delegate, cfg.score_threshold, cfg.nms_threshold,
                    cfg.top_k, cfg.max_detections)
 

@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import ssl
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable
 
 from pipeline.tracker import TrackedObject, TrackEvent
 from squeezedet.errors import ConfigError
@@ -112,6 +113,10 @@ class MqttPublisher:
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password)
         if cfg.tls is not None:
+            for key in ("ca_certs", "certfile", "keyfile"):
+                path = getattr(cfg.tls, key)
+                if path and not os.path.isfile(path):
+                    raise ConfigError(f"mqtt.tls.{key}: {path}: file not found")
             try:
                 client.tls_set(ca_certs=cfg.tls.ca_certs, certfile=cfg.tls.certfile, keyfile=cfg.tls.keyfile)
             except (OSError, ssl.SSLError) as exc:

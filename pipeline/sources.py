@@ -20,9 +20,10 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -250,7 +251,7 @@ class FrameSource:
             if self._first is not None:
                 ok, bgr, self._first = True, self._first, None
             else:
-                ok, bgr = self._cap.read()
+                ok, bgr = self._read()
             if ok and bgr is not None:
                 self._deliver(bgr)
                 continue
@@ -266,6 +267,16 @@ class FrameSource:
             else:
                 attempt = 0  # a loop restart is a plain reopen, no back-off yet
 
+    def _read(self):
+        """cap.read(), with a backend exception counted as a failed read rather than a dead thread."""
+        import cv2
+
+        try:
+            return self._cap.read()
+        except (cv2.error, OSError) as exc:
+            log.warning("read failed", extra={"fields": {"camera": self.camera, "reason": str(exc).strip()}})
+            return False, None
+
     def _reconnect(self, attempt: int) -> bool:
         """Wait the back-off delay, then try to reopen; True once the source is back."""
         if attempt > 1 or self.live:
@@ -275,10 +286,12 @@ class FrameSource:
             self._on_status("reconnecting", f"{self._problem}; attempt {attempt}, retry in {delay:g}s")
             if self._stop.wait(delay):
                 return False
+        import cv2
+
         try:
             self._cap = self._opener(self.cfg)
-        except SourceError as exc:
-            self._problem = _redact(str(exc))
+        except (SourceError, cv2.error, OSError) as exc:
+            self._problem = _redact(str(exc).strip())
             log.warning("reconnect failed",
                         extra={"fields": {"camera": self.camera, "attempt": attempt, "reason": self._problem}})
             return False

@@ -77,6 +77,11 @@ class AugmentConfig(_Strict):
     drift_scale: tuple[float, float] = (0.85, 1.15)  #: random zoom (crop/pad) of the frame
     drift_translate: float = Field(0.1, ge=0.0, le=0.5)  #: max shift as a fraction of the size
     drift_p: float = Field(0.7, ge=0, le=1)
+    #: Random crop to this width/height ratio (e.g. 1.78 for a 16:9 camera) before resizing, with
+    #: probability aspect_crop_p: teaches undistorted objects to a model whose input aspect differs
+    #: from the training frames' (KITTI is 3.3:1). None = off.
+    aspect_crop: float | None = Field(None, gt=0)
+    aspect_crop_p: float = Field(0.5, ge=0, le=1)
     min_visibility: float = Field(0.3, ge=0, le=1)  #: boxes cut below this visible fraction are dropped
     hflip_p: float = Field(0.5, ge=0, le=1)
     motion_blur_p: float = Field(0.15, ge=0, le=1)

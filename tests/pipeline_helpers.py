@@ -7,7 +7,8 @@ with confidence sigmoid(20 * fill - 10) where fill is the channel mean over the 
 lit cell). Its box is exactly the anchor of that cell, so tests can compute the expected pixels.
 It is built by TensorFlow in a subprocess, once per test session, so TF never enters this process.
 
-Test modules import the fixtures they use by name (the tiny model is built once per process).
+Test modules import the ``*_fixture`` functions they use; pytest knows them by their ``name``
+(``tiny_model``, ``tiny_models``, ``car_video``, ``broker``). The tiny model is built once per process.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def build_tiny_models(cache_dir: Path) -> dict[str, Path]:
     if not _BUILT:
         cache_dir.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run([sys.executable, "-c", _BUILD, str(cache_dir)], capture_output=True, text=True,
-                              timeout=300)
+                              timeout=300, check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
         from squeezedet.core.metadata import ModelMetadata, write_metadata
 
@@ -89,13 +90,13 @@ def install_model(src: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> dict[str, Path]:
+@pytest.fixture(scope="session", name="tiny_models")
+def tiny_models_fixture(tmp_path_factory) -> dict[str, Path]:
     return build_tiny_models(tmp_path_factory.getbasetemp() / "tiny_models")
 
 
-@pytest.fixture
-def tiny_model(tiny_models, tmp_path) -> Path:
+@pytest.fixture(name="tiny_model")
+def tiny_model_fixture(tiny_models, tmp_path) -> Path:
     """A private copy of tiny_a (tests may overwrite it to exercise hot swapping)."""
     return install_model(tiny_models["tiny_a"], tmp_path / "models" / "model.tflite")
 
@@ -133,8 +134,8 @@ def make_video(path: Path, frames, fps: float = 10.0) -> Path:
     return path
 
 
-@pytest.fixture
-def car_video(tmp_path) -> Path:
+@pytest.fixture(name="car_video")
+def car_video_fixture(tmp_path) -> Path:
     """20 frames with a red car in cell (1, 2) from frame 0 on."""
     return make_video(tmp_path / "car.avi", [[(1, 2, RED)]] * 20)
 
@@ -176,7 +177,7 @@ class Broker:
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 10.0) -> "Broker":
+    def start(self, timeout: float = 10.0) -> Broker:
         conf = self.dir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
@@ -206,8 +207,8 @@ class Broker:
         self.proc = None
 
 
-@pytest.fixture
-def broker(tmp_path):
+@pytest.fixture(name="broker")
+def broker_fixture(tmp_path):
     b = Broker(tmp_path / "broker").start()
     yield b
     b.stop()

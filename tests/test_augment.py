@@ -91,3 +91,25 @@ def test_anchors_command_kmeans_improves_mean_iou(tmp_path, capsys):
     wh = np.array([[10, 20]] * 5 + [[100, 50]] * 5, np.float32)
     np.testing.assert_allclose(kmeans_anchors(wh, 2), [[10, 20], [100, 50]])
     assert mean_best_iou(wh, [[10, 20], [100, 50]]) == pytest.approx(1.0)
+
+
+def test_aspect_crop_keeps_full_height_shifts_and_drops_cut_boxes():
+    from squeezedet.data.augment import aspect_crop
+
+    img = np.zeros((100, 400, 3), np.uint8)
+    boxes = np.array([[10, 10, 50, 90], [120, 20, 160, 60], [175, 0, 185, 10]], np.float32)
+    labels = np.array([0, 1, 2])
+
+    class FixedRng:  # x0 = 100
+        def integers(self, lo, hi):
+            return 100
+
+    out, b, lab = aspect_crop(img, boxes, labels, aspect=1.78, rng=FixedRng(), min_visibility=0.5)
+    assert out.shape == (100, 178, 3)
+    # box 0 is outside the window (x 100..278): dropped; box 1 shifted by -100; box 2 kept whole
+    np.testing.assert_allclose(b, [[20, 20, 60, 60], [75, 0, 85, 10]])
+    assert lab.tolist() == [1, 2]
+    # a box half inside with min_visibility 0.6 is dropped, with 0.4 it is clipped
+    half = np.array([[80, 0, 120, 50]], np.float32)
+    assert len(aspect_crop(img, half, np.array([0]), 1.78, FixedRng(), 0.6)[1]) == 0
+    np.testing.assert_allclose(aspect_crop(img, half, np.array([0]), 1.78, FixedRng(), 0.4)[1], [[0, 0, 20, 50]])

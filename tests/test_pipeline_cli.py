@@ -8,10 +8,16 @@ from pathlib import Path
 import cv2
 import pytest
 import yaml
+from pipeline_helpers import (  # noqa: F401 - fixtures
+    car_video_fixture,
+    edge_config,
+    tiny_model_fixture,
+    tiny_models_fixture,
+    write_config,
+)
 
 from pipeline.config import ENV_PASSWORD, load_edge_config
 from pipeline.daemon import main
-from pipeline_helpers import car_video, edge_config, tiny_model, tiny_models, write_config  # noqa: F401
 from squeezedet.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +80,7 @@ def test_startup_errors_are_one_line_and_nonzero(tmp_path, capsys, tiny_model, c
         video.write_bytes(b"this is not a video" * 50)
     else:
         video = tmp_path / "gone.mp4"
-    code, out, err = run_main(capsys, ["--config", str(config_file(tmp_path, model, video))])
+    code, _, err = run_main(capsys, ["--config", str(config_file(tmp_path, model, video))])
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("squeezedet-edge: error: ")
     named = {"missing_model": "absent.tflite: model file not found", "corrupt_model": "model.json: tflite_sha256",
@@ -110,7 +116,7 @@ def test_runs_n_frames_of_a_file_and_writes_the_annotated_video(tmp_path, tiny_m
     path = config_file(tmp_path, tiny_model, car_video, run={"output_video": str(out_video)},
                        logging={"format": "json"})
     proc = subprocess.run([sys.executable, "-m", "pipeline", "--config", str(path), "--max-frames", "6"],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+                          capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr
     records = [yaml.safe_load(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     stopped = [r for r in records if r["msg"] == "stopped"]
@@ -141,3 +147,11 @@ def test_stream_password_comes_from_the_environment(tmp_path, tiny_model):
     assert load_edge_config(path, env={"RTSP_PASSWORD": "s3cret"}).source.uri == "rtsp://viewer:s3cret@cam.local/stream1"
     with pytest.raises(ConfigError, match="source.uri: environment variable RTSP_PASSWORD is not set"):
         load_edge_config(path, env={})
+
+
+def test_missing_tls_certificate_is_a_one_line_error(tmp_path, capsys, tiny_model, car_video):
+    ca = tmp_path / "missing-ca.crt"
+    path = config_file(tmp_path, tiny_model, car_video, mqtt={"enabled": True, "tls": {"ca_certs": str(ca)}})
+    code, _, err = run_main(capsys, ["--config", str(path)])
+    assert code == 2 and err.count("\n") == 1
+    assert err.endswith(f"mqtt.tls.ca_certs: {ca}: file not found\n")

@@ -1,7 +1,6 @@
 """The daemon against a real mosquitto: schema, last will, broker outage, camera loss, model reload."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,29 +8,28 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from pipeline.config import EdgeConfig, MqttConfig
-from pipeline.daemon import Daemon
-from pipeline.mqtt import MqttPublisher
-from pipeline.sources import SourceError
 from pipeline_helpers import (  # noqa: F401 - fixtures
     RED,
     Broker,
     Collector,
-    broker,
-    car_video,
+    broker_fixture,
+    car_video_fixture,
     cell_rect_frame,
     edge_config,
     expected_box,
     free_port,
     install_model,
     run_in_thread,
-    tiny_model,
-    tiny_models,
+    tiny_model_fixture,
+    tiny_models_fixture,
     write_config,
 )
+
+from pipeline.config import EdgeConfig, MqttConfig
+from pipeline.daemon import Daemon
+from pipeline.mqtt import MqttPublisher
+from pipeline.sources import SourceError
 
 pytestmark = pytest.mark.broker
 REPO = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import time
 import cv2
 import numpy as np
 import pytest
+from pipeline_helpers import RED, cell_rect_frame, make_video
 
 from pipeline.config import SourceConfig
 from pipeline.sources import FrameSource, SourceError, source_kind
-from pipeline_helpers import RED, cell_rect_frame, make_video
 
 
 class FakeCapture:

@@ -46,7 +46,7 @@ def run(args) -> int:
         img = read_image_rgb(s.image_path)
         tiles = []
         for v in range(args.variants):
-            im, boxes, labels = augment(aug if v else None, img, s.boxes, s.labels)  # first tile: original
+            im, boxes, labels = augment(aug if v else None, img, s.boxes, s.labels, cfg.augment, rng)  # 1st: original
             h, w = im.shape[:2]
             small = resize_for_model(im, (in_w, in_h))
             boxes = boxes * np.array([in_w / w, in_h / h, in_w / w, in_h / h], np.float32)

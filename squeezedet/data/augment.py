@@ -61,14 +61,33 @@ def clip_boxes_to_image(boxes, width: int, height: int):
     return b, keep
 
 
-def augment(augmenter, image: np.ndarray, boxes, labels):
-    """Apply ``augmenter`` (or nothing) -> (image, boxes [n,4] float32, labels [n] int64)."""
+def aspect_crop(image, boxes, labels, aspect: float, rng: np.random.Generator, min_visibility: float):
+    """Crop a full-height window of width ``height * aspect`` at a random x; boxes cut below
+    ``min_visibility`` of their area are dropped, the others clipped to the window."""
+    h, w = image.shape[:2]
+    cw = int(round(h * aspect))
+    if cw >= w:
+        return image, boxes, labels
+    x0 = int(rng.integers(0, w - cw + 1))
+    shifted = boxes - np.array([x0, 0, x0, 0], np.float32)
+    clipped, _ = clip_boxes_to_image(shifted, cw, h)
+    area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)  # noqa: E731
+    visible = area(clipped) / np.maximum(area(shifted), 1e-6)
+    keep = (visible >= max(min_visibility, 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 1)
+    return np.ascontiguousarray(image[:, x0 : x0 + cw]), clipped[keep], labels[keep]
+
+
+def augment(augmenter, image: np.ndarray, boxes, labels, cfg: AugmentConfig | None = None, rng=None):
+    """Apply the aspect crop (when configured) and ``augmenter`` (or nothing)
+    -> (image, boxes [n,4] float32, labels [n] int64)."""
     h, w = image.shape[:2]
     boxes, keep = clip_boxes_to_image(boxes, w, h)
     labels = np.asarray(labels, np.int64).reshape(-1)[keep]
     boxes = boxes[keep]
     if augmenter is None:
         return image, boxes, labels
+    if cfg is not None and cfg.aspect_crop and rng is not None and rng.random() < cfg.aspect_crop_p:
+        image, boxes, labels = aspect_crop(image, boxes, labels, cfg.aspect_crop, rng, cfg.min_visibility)
     out = augmenter(image=image, bboxes=boxes, labels=labels)
     return (
         out["image"],

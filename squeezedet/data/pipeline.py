@@ -32,10 +32,11 @@ class SampleEncoder:
         self.num_classes = len(cfg.model.classes)
         self.anchors = anchor_grid(*self.input_size, cfg.model.anchor_shapes)
         self.augmenter = build_augmenter(cfg.augment, seed=seed) if training else None
+        self.rng = np.random.default_rng(seed)
 
     def __call__(self, index, image):
         s = self.samples[int(index)]
-        img, boxes, labels = augment(self.augmenter, image, s.boxes, s.labels)
+        img, boxes, labels = augment(self.augmenter, image, s.boxes, s.labels, self.cfg.augment, self.rng)
         h, w = img.shape[:2]
         in_w, in_h = self.input_size
         x = resize_for_model(img, self.input_size)

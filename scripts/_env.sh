@@ -1,0 +1,45 @@
+# Shared set-up for scripts/demo.sh and scripts/test.sh (sourced, not run).
+# Creates ./.venv on first use and installs the project with the requested extras; finds or installs
+# mosquitto (a local broker for the demo and the MQTT tests).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${SQUEEZEDET_VENV:-$REPO_ROOT/.venv}"
+PY="$VENV/bin/python"
+
+log() { printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0")" "$*" >&2; }
+
+ensure_venv() {  # ensure_venv EXTRAS (e.g. "edge" or "train-cpu,edge,dev")
+  local extras="$1"
+  if [ ! -x "$PY" ]; then
+    log "creating virtual environment $VENV"
+    python3 -m venv "$VENV"
+    "$PY" -m pip install --quiet --upgrade pip
+  fi
+  local stamp="$VENV/.installed-$(echo "$extras" | tr ',' '-')"
+  if [ ! -f "$stamp" ] || [ "$REPO_ROOT/pyproject.toml" -nt "$stamp" ]; then
+    log "installing squeezedet[$extras] (first run takes a few minutes)"
+    "$PY" -m pip install --quiet --disable-pip-version-check -e "$REPO_ROOT[$extras]"
+    touch "$stamp"
+  fi
+}
+
+ensure_mosquitto() {
+  if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
+    return 0
+  fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing mosquitto (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    log "installing mosquitto (sudo apt-get)"
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+  else
+    log "mosquitto is not installed; run: sudo apt-get install -y mosquitto"
+    exit 1
+  fi
+}
+
+mosquitto_bin() {
+  command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto
+}

@@ -1,0 +1,247 @@
+"""Keras weights -> a self-describing .tflite (fp32, fp16 or full-integer int8) for the edge daemon.
+
+Every mode exports the same contract: uint8 RGB [1, H, W, 3] (the whole frame resized to the model
+input) in, the raw ConvDet tensor [1, gh, gw, A*(C+5)] float32 out, decoded by
+squeezedet.core.postprocess. Two rewrites of the Keras graph make int8 work (both measured, see
+docs/export.md):
+
+* The RGB->BGR flip of ``ImageNormalization`` is folded into conv1's kernel. The converter gives the
+  int8 REVERSE_V2 a requantized output scale that its kernel ignores, which corrupts every pixel.
+* int8 only: the ConvDet head mixes class logits (+-30), confidence logits and box deltas (+-1) in one
+  tensor, and one int8 scale for all of them leaves deltas ~0.1 resolution (boxes off by 10 % of
+  the anchor). Each output channel is scaled to [-1, 1] inside the conv weights, clipped there (int8
+  saturation), and scaled back by a float multiply after the int8 graph, so each channel keeps its
+  own resolution. Ranges come from the calibration images; logits and deltas beyond the caps below
+  change no detection.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from squeezedet.config import Config, ModelConfig
+from squeezedet.core.io import atomic_write_bytes
+from squeezedet.core.metadata import ModelMetadata, write_metadata
+from squeezedet.core.preprocess import read_image_rgb
+from squeezedet.errors import ConfigError, DataError, ModelFileError, SqueezeDetError
+from squeezedet.export import calibration
+from squeezedet.export.equivalence import centre_class_logits, compare_keras_tflite, write_report
+from squeezedet.model.layers import BGR_MEANS
+
+log = logging.getLogger(__name__)
+
+QUANTIZATIONS = ("fp32", "fp16", "int8")
+#: |class logit| (after centring over classes), |confidence logit| and |box delta| beyond which the
+#: int8 head saturates: softmax/sigmoid are flat there and a delta of 4 means a box 55x its anchor.
+CLASS_LOGIT_CAP = 16.0
+CONF_LOGIT_CAP = 10.0
+DELTA_CAP = 4.0
+#: Smallest per-channel range (an untrained head outputs ~0 everywhere).
+MIN_RANGE = 1e-3
+
+
+@keras.saving.register_keras_serializable(package="squeezedet")
+class RGBMeanSubtraction(layers.Layer):
+    """uint8 RGB -> float RGB minus the ImageNet means; the channel flip lives in conv1 instead."""
+
+    def call(self, x):
+        x = keras.ops.cast(x, "float32")
+        return x - keras.ops.convert_to_tensor(BGR_MEANS[::-1], dtype="float32")
+
+
+def load_inference_model(model_cfg: ModelConfig, weights_path) -> keras.Model:
+    """The model as deployed: dropout excluded, weights loaded by layer name."""
+    from squeezedet.inference import load_weights
+    from squeezedet.model import build_model
+
+    model = build_model(model_cfg, training_dropout=False)
+    load_weights(model, weights_path)
+    return model
+
+
+def head_layout(model_cfg: ModelConfig) -> tuple[slice, slice, slice]:
+    """Channel slices of class logits, confidence logits and deltas in the ConvDet output."""
+    a, c = model_cfg.num_anchors, len(model_cfg.classes)
+    return slice(0, a * c), slice(a * c, a * c + a), slice(a * c + a, a * (c + 5))
+
+
+def centre_class_weights(kernel: np.ndarray, bias: np.ndarray, model_cfg: ModelConfig):
+    """Weights of a head whose class logits are centred per anchor (see centre_class_logits)."""
+    a, c = model_cfg.num_anchors, len(model_cfg.classes)
+    kernel, bias = kernel.copy(), bias.copy()
+    k = kernel[..., : a * c].reshape(*kernel.shape[:-1], a, c)
+    kernel[..., : a * c] = (k - k.mean(axis=-1, keepdims=True)).reshape(*kernel.shape[:-1], a * c)
+    b = bias[: a * c].reshape(a, c)
+    bias[: a * c] = (b - b.mean(axis=-1, keepdims=True)).reshape(-1)
+    return kernel, bias
+
+
+def head_ranges(model: keras.Model, frames, model_cfg: ModelConfig) -> np.ndarray:
+    """Per-channel max |output| of the class-centred head over calibration frames, capped and floored."""
+    cls, conf, delta = head_layout(model_cfg)
+    a, c = model_cfg.num_anchors, len(model_cfg.classes)
+    peak = np.zeros(a * (c + 5), np.float32)
+    for frame in frames:
+        out = centre_class_logits(keras.ops.convert_to_numpy(model(frame[None], training=False)), a, c)
+        peak = np.maximum(peak, np.abs(out).reshape(-1, peak.size).max(axis=0))
+    caps = np.empty_like(peak)
+    caps[cls], caps[conf], caps[delta] = CLASS_LOGIT_CAP, CONF_LOGIT_CAP, DELTA_CAP
+    return np.clip(peak, MIN_RANGE, caps)
+
+
+def export_graph(model: keras.Model, model_cfg: ModelConfig, ranges: np.ndarray | None = None) -> keras.Model:
+    """The graph that is converted: batch 1, uint8 in, conv1 takes RGB; with ``ranges`` the int8 head."""
+    from squeezedet.model import build_model
+
+    clone = build_model(model_cfg, training_dropout=False)
+    clone.set_weights(model.get_weights())
+    conv1 = clone.get_layer("conv1")
+    kernel, bias = conv1.get_weights()
+    conv1.set_weights([kernel[:, :, ::-1, :], bias])
+    body = keras.Model(conv1.input, clone.get_layer("convdet").input, name="backbone")
+    image = keras.Input((model_cfg.input_height, model_cfg.input_width, 3), batch_size=1, dtype="uint8", name="image")
+    features = body(RGBMeanSubtraction(name="normalize_rgb")(image))
+    convdet = clone.get_layer("convdet")
+    if ranges is None:
+        return keras.Model(image, convdet(features), name=f"{model_cfg.architecture}_export")
+    kernel, bias = centre_class_weights(*convdet.get_weights(), model_cfg)
+    head = layers.Conv2D(kernel.shape[-1], kernel.shape[:2], padding="same", name="convdet_unit_range")
+    scaled = head(features)
+    head.set_weights([kernel / ranges, bias / ranges])
+    # clip = int8 saturation at +-1; the multiply is the one op left in float (see convert()).
+    out = keras.ops.clip(scaled, -1.0, 1.0) * keras.ops.convert_to_tensor(ranges.astype(np.float32))
+    return keras.Model(image, out, name=f"{model_cfg.architecture}_export")
+
+
+def convert(graph: keras.Model, quantize: str, representative=None) -> bytes:
+    """TFLite flatbuffer of ``graph``; int8 = full-integer, per-channel weights, uint8 input, float output."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(graph)
+    if quantize == "fp32":
+        return converter.convert()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    # Selective quantization: everything int8 except the per-channel rescale (the graph's only MUL).
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=["MUL"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        warnings.filterwarnings("ignore", message=".*Statistics for quantized inputs.*")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=representative, debug_options=options
+        )
+        return debugger.get_nondebug_quantized_model()
+
+
+def model_id(cfg: Config, quantize: str) -> str:
+    return f"{cfg.model.architecture}-{quantize}-{cfg.hash()[:8]}"
+
+
+def export_tflite(
+    cfg: Config,
+    weights_path,
+    output,
+    quantize: str = "int8",
+    calib_root=None,
+    calib_images: int = 300,
+    calib_split: str | None = "train",
+    check_root=None,
+    check_split: str | None = None,
+    check_images: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Export ``weights_path`` to ``output`` (+ sidecar .json, + export_report.json when checked).
+
+    int8 calibrates on ``calib_images`` images of ``calib_root`` (default cfg.data.root), split
+    ``calib_split``. The equivalence check then runs ``check_images`` images not used for calibration
+    (``check_root``/``check_split``, default the config's val split) through Keras and the .tflite.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization {quantize!r} (choose from {', '.join(QUANTIZATIONS)})")
+    output = Path(output)
+    if output.suffix != ".tflite":
+        raise ConfigError(f"{output}: output must end in .tflite (the metadata goes next to it as .json)")
+    weights_path = Path(weights_path)
+    model = load_inference_model(cfg.model, weights_path)
+    calib_root = calib_root or cfg.data.root
+    calib_paths: list[Path] = []
+    ranges = representative = None
+    if quantize == "int8":
+        if not calib_root:
+            raise DataError("int8 needs calibration images: pass --calib-data DIR or set data.root in the config")
+        calib_paths = calibration.calibration_paths(calib_root, calib_split, calib_images, seed)
+    check_paths = _check_paths(cfg, check_root, check_split, check_images, set(calib_paths), calib_root)
+    if quantize == "int8":
+        log.info("calibrating on %d images of %s", len(calib_paths), calib_root)
+        ranges = head_ranges(model, calibration.load_frames(calib_paths, cfg.model.input_size), cfg.model)
+        representative = calibration.representative_dataset(calib_paths, cfg.model.input_size)
+    graph = export_graph(model, cfg.model, ranges)
+    try:
+        flatbuffer = convert(graph, quantize, representative)
+    except SqueezeDetError:
+        raise
+    except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError, ...
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{weights_path}: the TFLite converter rejected the model ({quantize}): {msg}") from None
+    atomic_write_bytes(output, flatbuffer)
+    write_metadata(output, _metadata(cfg, quantize, weights_path, len(calib_paths), ranges))
+    log.info("wrote %s (%s, %.2f MB) and its metadata", output, quantize, len(flatbuffer) / 1e6)
+    if check_paths:
+        report = compare_keras_tflite(model, output, [read_image_rgb(p) for p in check_paths], cfg)
+        report["images"] = [str(p) for p in check_paths]
+        write_report(output, report)
+    return output
+
+
+def _metadata(cfg: Config, quantize: str, weights_path: Path, calib_count: int, ranges) -> ModelMetadata:
+    extra = {"weights": weights_path.name, "calibration_images": calib_count}
+    if ranges is not None:
+        extra["output_ranges"] = [round(float(r), 6) for r in ranges]
+    return ModelMetadata(
+        class_names=list(cfg.model.classes),
+        input_width=cfg.model.input_width,
+        input_height=cfg.model.input_height,
+        anchor_shapes=[[float(w), float(h)] for w, h in cfg.model.anchor_shapes],
+        score_threshold=cfg.postprocess.score_threshold,
+        nms_threshold=cfg.postprocess.nms_threshold,
+        top_k=cfg.postprocess.top_k,
+        max_detections=cfg.postprocess.max_detections,
+        model_id=model_id(cfg, quantize),
+        architecture=cfg.model.architecture,
+        quantization=quantize,
+        config_hash=cfg.hash(),
+        extra=extra,
+    )
+
+
+def _check_paths(cfg: Config, root, split, count: int, exclude: set, calib_root) -> list[Path]:
+    """Images for the equivalence check, none of them calibration images. Asked for explicitly
+    (``root``) they must exist; by default the config's val split is used if it is there."""
+    explicit = root is not None
+    root = root or calib_root or cfg.data.root
+    if count <= 0 or not root:
+        if count > 0:
+            log.warning("equivalence check skipped: no images (pass --check-data DIR or set data.root)")
+        return []
+    split = split if explicit else (split or cfg.data.val_split)
+    try:
+        paths = [p for p in calibration.list_images(root, split) if p not in exclude]
+        if not paths:
+            raise DataError(f"{root}: every image was used for calibration, none left for the equivalence check")
+    except DataError as exc:
+        if explicit:
+            raise
+        log.warning("equivalence check skipped: %s", exc)
+        return []
+    return paths[:count]
