@@ -51,7 +51,7 @@ class Daemon:
             self.reporter = Reporter(self.publisher, topics, cfg.mqtt)
         self.tracker = Tracker(cfg.tracker)
         self.source = FrameSource(cfg.source, camera, opener, on_status=self._on_source_status)
-        self.source.open()
+        self.source.open()  # before the model: an unreadable video fails fast, with nothing else on stderr
         try:
             self.detector = Detector.from_config(cfg.model)
         except SqueezeDetError:
