@@ -139,6 +139,10 @@ class RunConfig(_Strict):
     stop_at_end: bool = True  #: a non-looping file or folder ends the daemon when exhausted
     output_video: str | None = None  #: annotated debug video, written atomically on exit
     output_fps: float | None = Field(None, gt=0)  #: default: the source's frame rate
+    #: Touched after processed frames (at most once a second): `squeezedet-edge --healthcheck` and the
+    #: Docker HEALTHCHECK read its age. None = no heartbeat.
+    health_file: str | None = None
+    health_max_age_s: float = Field(60.0, gt=0)  #: older heartbeat = unhealthy (frames stopped flowing)
 
 
 class LogConfig(_Strict):

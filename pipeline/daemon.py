@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 
-from pipeline.annotate import AnnotatedVideoWriter, draw_detections
+from squeezedet.core.annotate import AnnotatedVideoWriter, draw_detections
 from pipeline.config import EdgeConfig, load_edge_config
 from pipeline.detector import Detector, ModelWatcher
 from pipeline.mqtt import MqttPublisher, Reporter, Topics
@@ -41,6 +42,7 @@ class Daemon:
         self.errors = 0  #: frames whose processing raised (logged, skipped)
         self._stop = threading.Event()
         self._started = time.monotonic()
+        self._last_heartbeat = float("-inf")
         self.publisher: MqttPublisher | None = None
         self.reporter: Reporter | None = None
         camera = cfg.camera.name
@@ -101,6 +103,7 @@ class Daemon:
                     self.errors += 1
                     log.exception("frame failed", extra={"fields": {"frame": frame.index}})
                 self.frames += 1
+                self._heartbeat()
                 if self.cfg.run.max_frames and self.frames >= self.cfg.run.max_frames:
                     reason = "max_frames reached"
                     break
@@ -126,6 +129,19 @@ class Daemon:
                 frame.image, [o.box for o in out.objects], [o.label for o in out.objects],
                 [o.smoothed_score for o in out.objects], [o.track_id for o in out.objects]))
         return detector.last_inference_ms
+
+    def _heartbeat(self) -> None:
+        """Touch run.health_file at most once a second: proof for a supervisor that frames flow."""
+        path = self.cfg.run.health_file
+        now = time.monotonic()
+        if not path or now - self._last_heartbeat < 1.0:
+            return
+        self._last_heartbeat = now
+        try:
+            with open(path, "a"):
+                os.utime(path)
+        except OSError as exc:
+            log.warning("cannot write health file", extra={"fields": {"path": path, "error": str(exc)}})
 
     def _report_stats(self, window: _Window) -> None:
         fields = {
@@ -266,6 +282,20 @@ def check_config(cfg: EdgeConfig, path: str) -> str:
             f"input={det.meta.input_width}x{det.meta.input_height} classes={','.join(det.class_names)} mqtt={mqtt})")
 
 
+def healthcheck(cfg: EdgeConfig, path: str) -> tuple[bool, str]:
+    """Healthy when run.health_file was touched within run.health_max_age_s (for Docker/systemd)."""
+    hf = cfg.run.health_file
+    if not hf:
+        return False, f"{path}: run.health_file is not set, nothing to check"
+    try:
+        age = time.time() - os.stat(hf).st_mtime
+    except FileNotFoundError:
+        return False, f"{hf}: no heartbeat yet (no frame processed)"
+    if age > cfg.run.health_max_age_s:
+        return False, f"{hf}: last frame {age:.0f} s ago (limit {cfg.run.health_max_age_s:.0f} s)"
+    return True, f"{hf}: healthy, last frame {age:.1f} s ago"
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -277,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="squeezedet-edge", description="SqueezeDet edge daemon: camera -> TFLite -> MQTT")
     p.add_argument("--config", required=True, help="edge YAML config (see configs/edge*.yaml)")
     p.add_argument("--check-config", action="store_true", help="validate config, model and file source, then exit")
+    p.add_argument("--healthcheck", action="store_true",
+                   help="exit 0 if run.health_file shows a frame within run.health_max_age_s, else 1")
     p.add_argument("--max-frames", type=_positive_int, default=None, help="override run.max_frames")
     p.add_argument("--log-format", choices=("kv", "json"), default=None, help="override logging.format")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None)
@@ -293,6 +325,10 @@ def main(argv=None) -> int:
         if args.check_config:
             print(check_config(cfg, args.config))
             return 0
+        if args.healthcheck:
+            ok, message = healthcheck(cfg, args.config)
+            print(message, file=sys.stdout if ok else sys.stderr)
+            return 0 if ok else 1
         daemon = Daemon(cfg)
     except SqueezeDetError as exc:
         print(f"squeezedet-edge: error: {exc}", file=sys.stderr)

@@ -155,3 +155,21 @@ def test_missing_tls_certificate_is_a_one_line_error(tmp_path, capsys, tiny_mode
     code, _, err = run_main(capsys, ["--config", str(path)])
     assert code == 2 and err.count("\n") == 1
     assert err.endswith(f"mqtt.tls.ca_certs: {ca}: file not found\n")
+
+
+def test_healthcheck_reads_the_heartbeat_age(tmp_path, capsys, tiny_model, car_video):
+    import os
+    import time
+
+    health = tmp_path / "health"
+    path = config_file(tmp_path, tiny_model, car_video, run={"health_file": str(health), "health_max_age_s": 30})
+    code, _, err = run_main(capsys, ["--config", str(path), "--healthcheck"])
+    assert code == 1 and "no heartbeat yet" in err
+    code, _, _ = run_main(capsys, ["--config", str(path), "--max-frames", "3"])
+    assert code == 0 and health.is_file()
+    code, out, _ = run_main(capsys, ["--config", str(path), "--healthcheck"])
+    assert code == 0 and "healthy" in out
+    old = time.time() - 120
+    os.utime(health, (old, old))
+    code, _, err = run_main(capsys, ["--config", str(path), "--healthcheck"])
+    assert code == 1 and "last frame 120 s ago (limit 30 s)" in err

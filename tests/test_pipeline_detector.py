@@ -20,7 +20,7 @@ from pipeline_helpers import (  # noqa: F401 - fixtures
     tiny_models_fixture,
 )
 
-from pipeline.annotate import AnnotatedVideoWriter, draw_detections
+from squeezedet.core.annotate import AnnotatedVideoWriter, draw_detections
 from pipeline.config import ModelConfig
 from pipeline.detector import Detector, ModelWatcher
 from squeezedet.core.metadata import read_metadata, write_metadata
@@ -138,7 +138,7 @@ def test_daemon_modules_never_import_tensorflow(tiny_model):
     code = (
         "import sys, numpy as np\n"
         "import pipeline, pipeline.daemon, pipeline.config, pipeline.sources, pipeline.detector,"
-        " pipeline.tracker, pipeline.mqtt, pipeline.annotate, pipeline.__main__\n"
+        " pipeline.tracker, pipeline.mqtt, pipeline.__main__\n"
         f"d = pipeline.detector.Detector({str(tiny_model)!r}, num_threads=1)\n"
         "d.detect(np.zeros((120, 200, 3), np.uint8))\n"
         "bad = [m for m in sys.modules if m == 'tensorflow' or m.startswith(('tensorflow.', 'keras'))]\n"

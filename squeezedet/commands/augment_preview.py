@@ -25,7 +25,7 @@ def run(args) -> int:
     import cv2
 
     from squeezedet.config import load_config
-    from squeezedet.core.draw import draw_detections
+    from squeezedet.core.annotate import draw_detections
     from squeezedet.core.io import atomic_path
     from squeezedet.core.preprocess import read_image_rgb, resize_for_model
     from squeezedet.data.augment import augment, build_augmenter
@@ -51,7 +51,7 @@ def run(args) -> int:
             small = resize_for_model(im, (in_w, in_h))
             boxes = boxes * np.array([in_w / w, in_h / h, in_w / w, in_h / h], np.float32)
             names = [cfg.model.classes[k] for k in labels]
-            tiles.append(draw_detections(small, boxes, names, color_keys=labels))
+            tiles.append(draw_detections(small, boxes, names))
         rows.append(np.concatenate(tiles, axis=1))
     grid = np.concatenate(rows, axis=0)
     with atomic_path(args.output, suffix=".png") as tmp:

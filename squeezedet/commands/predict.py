@@ -80,38 +80,31 @@ def predict_image(predictor, path: Path, out: Path, score_threshold=None):
 
 
 def predict_video(predictor, path: Path, out: Path, score_threshold=None) -> int:
-    """Annotated video + one KITTI result file per frame (``NNNNNN.txt``, frame index)."""
+    """Annotated video + one KITTI result file per frame (``NNNNNN.txt``, frame index from 0)."""
     import cv2
     from tqdm import tqdm
 
-    from squeezedet.core.io import atomic_path
+    from squeezedet.core.annotate import AnnotatedVideoWriter
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise DataError(f"{path}: cannot open video")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    target = out / f"{path.stem}_annotated.mp4"
+    writer = AnnotatedVideoWriter(out / f"{path.stem}_annotated.mp4", cap.get(cv2.CAP_PROP_FPS) or 25.0)
     n = 0
-    with atomic_path(target, suffix=".mp4") as tmp:
-        writer = None
-        try:
-            for _ in tqdm(iter(int, 1), total=count, desc="predict", unit="frame"):
+    try:
+        with tqdm(total=int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None, desc="predict", unit="frame") as bar:
+            while True:
                 ok, frame = cap.read()
                 if not ok:
                     break
                 rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 dets = predictor.predict(rgb, score_threshold)
-                vis = _write_outputs(predictor, rgb, dets, f"{n:06d}", out)
-                if writer is None:
-                    h, w = rgb.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                writer.write(cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
+                writer.write(_write_outputs(predictor, rgb, dets, f"{n:06d}", out))
                 n += 1
-        finally:
-            cap.release()
-            if writer is not None:
-                writer.release()
-        if n == 0:
-            raise DataError(f"{path}: no frames could be decoded")
+                bar.update()
+    finally:
+        cap.release()
+        writer.close()
+    if n == 0:
+        raise DataError(f"{path}: no frames could be decoded")
     return n

@@ -46,15 +46,6 @@ DELTA_CAP = 4.0
 MIN_RANGE = 1e-3
 
 
-@keras.saving.register_keras_serializable(package="squeezedet")
-class RGBMeanSubtraction(layers.Layer):
-    """uint8 RGB -> float RGB minus the ImageNet means; the channel flip lives in conv1 instead."""
-
-    def call(self, x):
-        x = keras.ops.cast(x, "float32")
-        return x - keras.ops.convert_to_tensor(BGR_MEANS[::-1], dtype="float32")
-
-
 def load_inference_model(model_cfg: ModelConfig, weights_path) -> keras.Model:
     """The model as deployed: dropout excluded, weights loaded by layer name."""
     from squeezedet.inference import load_weights
@@ -95,28 +86,34 @@ def head_ranges(model: keras.Model, frames, model_cfg: ModelConfig) -> np.ndarra
     return np.clip(peak, MIN_RANGE, caps)
 
 
-def export_graph(model: keras.Model, model_cfg: ModelConfig, ranges: np.ndarray | None = None) -> keras.Model:
-    """The graph that is converted: batch 1, uint8 in, conv1 takes RGB; with ``ranges`` the int8 head."""
-    from squeezedet.model import build_model
+def normalization_conv(name: str = "normalize_rgb_to_bgr") -> layers.Conv2D:
+    """``ImageNormalization`` as a 1x1 conv: the BGR swap as a permutation kernel, the means as bias.
 
-    clone = build_model(model_cfg, training_dropout=False)
-    clone.set_weights(model.get_weights())
-    conv1 = clone.get_layer("conv1")
-    kernel, bias = conv1.get_weights()
-    conv1.set_weights([kernel[:, :, ::-1, :], bias])
-    body = keras.Model(conv1.input, clone.get_layer("convdet").input, name="backbone")
+    Exact in float; in int8 it keeps the uint8 input at scale 1 (a float SUB after a cast made the
+    converter widen the input range to [-124, 255] and a REVERSE_V2 corrupted the pixels)."""
+    conv = layers.Conv2D(3, 1, name=name)
+    conv.build((None, None, None, 3))
+    conv.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3), -np.asarray(BGR_MEANS, np.float32)])
+    return conv
+
+
+def export_graph(model: keras.Model, model_cfg: ModelConfig, ranges: np.ndarray | None = None) -> keras.Model:
+    """The graph that is converted: batch 1, uint8 in; with ``ranges`` the int8 head (module docstring)."""
     image = keras.Input((model_cfg.input_height, model_cfg.input_width, 3), batch_size=1, dtype="uint8", name="image")
-    features = body(RGBMeanSubtraction(name="normalize_rgb")(image))
-    convdet = clone.get_layer("convdet")
+    x = normalization_conv()(keras.ops.cast(image, "float32"))
+    body = keras.Model(model.get_layer("conv1").input, model.get_layer("convdet").input, name="backbone")
+    features = body(x)
+    convdet = model.get_layer("convdet")
+    name = f"{model_cfg.architecture}_export"
     if ranges is None:
-        return keras.Model(image, convdet(features), name=f"{model_cfg.architecture}_export")
+        return keras.Model(image, convdet(features), name=name)
     kernel, bias = centre_class_weights(*convdet.get_weights(), model_cfg)
     head = layers.Conv2D(kernel.shape[-1], kernel.shape[:2], padding="same", name="convdet_unit_range")
     scaled = head(features)
     head.set_weights([kernel / ranges, bias / ranges])
-    # clip = int8 saturation at +-1; the multiply is the one op left in float (see convert()).
+    # clip = int8 saturation at +-1 (fused into the conv); the multiply is the one float op (see convert()).
     out = keras.ops.clip(scaled, -1.0, 1.0) * keras.ops.convert_to_tensor(ranges.astype(np.float32))
-    return keras.Model(image, out, name=f"{model_cfg.architecture}_export")
+    return keras.Model(image, out, name=name)
 
 
 def convert(graph: keras.Model, quantize: str, representative=None) -> bytes:

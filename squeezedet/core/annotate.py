@@ -1,4 +1,6 @@
-"""Drawing detections on frames, and the annotated debug video (written atomically: temp, then rename).
+"""Drawing detections on frames, and annotated videos (written atomically: temp, then rename).
+
+Shared by `squeezedet predict`, `squeezedet augment-preview` and the edge daemon.
 
 Colours are derived from the label text, so a class keeps its colour across runs, models and tools.
 """
@@ -26,9 +28,9 @@ def label_colour(label: str) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def draw_detections(image_rgb: np.ndarray, boxes, labels, scores, track_ids=None) -> np.ndarray:
+def draw_detections(image_rgb: np.ndarray, boxes, labels, scores=None, track_ids=None) -> np.ndarray:
     """A copy of ``image_rgb`` with xyxy pixel ``boxes`` and "label score" captions ("#id label score"
-    when ``track_ids`` are given). ``labels`` are class names."""
+    when ``track_ids`` are given; just the label without ``scores``). ``labels`` are class names."""
     import cv2
 
     out = np.ascontiguousarray(image_rgb, dtype=np.uint8).copy()
@@ -36,11 +38,14 @@ def draw_detections(image_rgb: np.ndarray, boxes, labels, scores, track_ids=None
     thickness = max(1, round(min(h, w) / 360))
     font_scale = max(0.4, min(h, w) / 900)
     ids = list(track_ids) if track_ids is not None else [None] * len(labels)
+    scores = list(scores) if scores is not None else [None] * len(labels)
     for box, label, score, tid in zip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), labels, scores, ids):
         colour = label_colour(str(label))
         x1, y1, x2, y2 = (round(v) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        caption = f"{label} {float(score):.2f}" if tid is None else f"#{tid} {label} {float(score):.2f}"
+        caption = str(label) if score is None else f"{label} {float(score):.2f}"
+        if tid is not None:
+            caption = f"#{tid} {caption}"
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1  # inside the box at the top edge
         cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + base + 2), colour, -1)
