@@ -18,16 +18,16 @@ from squeezedet.data.kitti_dataset import IMAGE_EXTS, load_samples
 from squeezedet.errors import DataError
 
 
-def list_images(root, split: str | None = None) -> list[Path]:
+def list_images(root, split: str | None = None, what: str = "image folder") -> list[Path]:
     """Images of a KITTI folder (optionally one split of it) or, failing that layout, of a plain folder."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: image folder not found")
+        raise DataError(f"{root}: {what} not found")
     if (root / "training" / "image_2").is_dir() or (root / "image_2").is_dir():
         return [s.image_path for s in load_samples(root, split, [], {}, require_labels=False)]
     paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not paths:
-        raise DataError(f"{root}: no images (expected ROOT/training/image_2, ROOT/image_2 or .png/.jpg files)")
+        raise DataError(f"{root}: no images in this {what} (expected ROOT/training/image_2, ROOT/image_2 or .png/.jpg files)")
     return paths
 
 
@@ -43,7 +43,7 @@ def pick(paths: Sequence[Path], count: int, what: str, seed: int = 0) -> list[Pa
 
 def calibration_paths(root, split: str | None, count: int, seed: int = 0) -> list[Path]:
     where = f"{root}" + (f" (split {split})" if split else "")
-    return pick(list_images(root, split), count, f"calibration data {where}", seed)
+    return pick(list_images(root, split, "calibration data folder"), count, f"calibration data {where}", seed)
 
 
 def load_frames(paths: Sequence[Path], input_size: tuple[int, int]) -> Iterator[np.ndarray]:

@@ -2,17 +2,19 @@
 
 Every mode exports the same contract: uint8 RGB [1, H, W, 3] (the whole frame resized to the model
 input) in, the raw ConvDet tensor [1, gh, gw, A*(C+5)] float32 out, decoded by
-squeezedet.core.postprocess. Two rewrites of the Keras graph make int8 work (both measured, see
-docs/export.md):
+squeezedet.core.postprocess. Two rewrites of the Keras graph make int8 work (measured, see
+docs/export.md); both are exact in float, so fp32 still matches Keras:
 
-* The RGB->BGR flip of ``ImageNormalization`` is folded into conv1's kernel. The converter gives the
-  int8 REVERSE_V2 a requantized output scale that its kernel ignores, which corrupts every pixel.
+* ``ImageNormalization`` (cast, RGB->BGR flip, minus means) becomes a 1x1 conv with a permutation
+  kernel and the means as bias. As written in Keras, the converter quantized the cast pixels at scale
+  1.48 instead of 1, and its int8 REVERSE_V2 got output parameters different from its input's, which
+  the kernel does not requantize (pixels off by 81 on average).
 * int8 only: the ConvDet head mixes class logits (+-30), confidence logits and box deltas (+-1) in one
   tensor, and one int8 scale for all of them leaves deltas ~0.1 resolution (boxes off by 10 % of
-  the anchor). Each output channel is scaled to [-1, 1] inside the conv weights, clipped there (int8
-  saturation), and scaled back by a float multiply after the int8 graph, so each channel keeps its
-  own resolution. Ranges come from the calibration images; logits and deltas beyond the caps below
-  change no detection.
+  the anchor). Each output channel is scaled to [-1, 1] inside the conv weights (class logits first
+  centred per anchor, which softmax ignores), clipped there (int8 saturation), and scaled back by a
+  float multiply after the int8 graph, so each channel keeps its own resolution. Ranges come from the
+  calibration images; logits and deltas beyond the caps below change no detection.
 """
 
 from __future__ import annotations
@@ -129,10 +131,12 @@ def convert(graph: keras.Model, quantize: str, representative=None) -> bytes:
         return converter.convert()
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
+    # The graph's input is uint8 already (the cast is its first op), so no inference_input_type.
     # Selective quantization: everything int8 except the per-channel rescale (the graph's only MUL).
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=["MUL"])
     with warnings.catch_warnings():
+        # Noise from the debugger's internals: it builds a tf.lite.Interpreter, and the uint8 input
+        # carries no float statistics because the graph casts it itself.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
         warnings.filterwarnings("ignore", message=".*Statistics for quantized inputs.*")
         debugger = tf.lite.experimental.QuantizationDebugger(
@@ -170,15 +174,17 @@ def export_tflite(
     if output.suffix != ".tflite":
         raise ConfigError(f"{output}: output must end in .tflite (the metadata goes next to it as .json)")
     weights_path = Path(weights_path)
-    model = load_inference_model(cfg.model, weights_path)
+    if not weights_path.is_file():
+        raise ModelFileError(f"{weights_path}: weights file not found")
     calib_root = calib_root or cfg.data.root
     calib_paths: list[Path] = []
-    ranges = representative = None
     if quantize == "int8":
         if not calib_root:
             raise DataError("int8 needs calibration images: pass --calib-data DIR or set data.root in the config")
         calib_paths = calibration.calibration_paths(calib_root, calib_split, calib_images, seed)
     check_paths = _check_paths(cfg, check_root, check_split, check_images, set(calib_paths), calib_root)
+    model = load_inference_model(cfg.model, weights_path)
+    ranges = representative = None
     if quantize == "int8":
         log.info("calibrating on %d images of %s", len(calib_paths), calib_root)
         ranges = head_ranges(model, calibration.load_frames(calib_paths, cfg.model.input_size), cfg.model)
@@ -233,7 +239,7 @@ def _check_paths(cfg: Config, root, split, count: int, exclude: set, calib_root)
         return []
     split = split if explicit else (split or cfg.data.val_split)
     try:
-        paths = [p for p in calibration.list_images(root, split) if p not in exclude]
+        paths = [p for p in calibration.list_images(root, split, "check data folder") if p not in exclude]
         if not paths:
             raise DataError(f"{root}: every image was used for calibration, none left for the equivalence check")
     except DataError as exc:

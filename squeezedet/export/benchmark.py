@@ -1,0 +1,169 @@
+"""Latency, size, parameters and MACs of .tflite files and Keras weights, measured the same way.
+
+Latency is per single-image call on a fixed uint8 frame (median and p90 over ``runs`` after
+``warmup``), so it is the model alone: no decode, no image I/O. TFLite counts (parameters = elements
+of constant tensors, MACs = conv filter size x output size) come from the flatbuffer itself, so they
+describe exactly what runs, whatever the quantization. TensorFlow sizes its thread pools once per
+process: Keras is timed at the thread count set by :func:`configure_tf_threads`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from squeezedet.core.io import atomic_write_json
+from squeezedet.errors import ModelFileError
+
+_CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def gzip_size(path) -> int:
+    """Bytes of the file gzip-compressed (level 9): what a download or OTA update of it costs."""
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9))
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError:  # pragma: no cover - hosts with TensorFlow but without LiteRT
+        from tensorflow.lite.python import schema_py_generated
+    return schema_py_generated
+
+
+def tflite_counts(path) -> dict:
+    """{"params": elements of constant tensors, "macs": multiply-accumulates of the conv ops}."""
+    schema = _schema()
+    data = Path(path).read_bytes()
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        graph = model.Subgraphs(0)
+        codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        params = 0
+        for i in range(graph.TensorsLength()):
+            tensor = graph.Tensors(i)
+            buf = model.Buffers(tensor.Buffer())
+            if buf.DataLength() or buf.Size():
+                params += int(np.prod(tensor.ShapeAsNumpy())) if tensor.ShapeLength() else 1
+        macs = 0
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            name = codes.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+            if name in _CONV_OPS:
+                kh, kw, cin = graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1:]
+                out = graph.Tensors(op.Outputs(0)).ShapeAsNumpy()
+                macs += int(np.prod(out)) * int(kh * kw) * (int(cin) if name == "CONV_2D" else 1)
+    except Exception as exc:  # flatbuffers raises plain IndexError/struct.error on damaged files
+        raise ModelFileError(f"{path}: cannot read the TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
+    return {"params": params, "macs": macs}
+
+
+def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
+    """Wall-clock milliseconds of ``runs`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times[i] = (time.perf_counter() - t0) * 1000.0
+    return times
+
+
+def _summary(times: np.ndarray) -> dict:
+    median = float(np.median(times))
+    return {"median_ms": median, "p90_ms": float(np.percentile(times, 90)), "fps": 1000.0 / median}
+
+
+def _frame(shape) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def bench_tflite(path, threads: int, runs: int = 50, warmup: int = 5) -> dict:
+    from squeezedet.core.metadata import read_metadata
+    from squeezedet.core.runtime import TFLiteModel, runtime_name
+
+    path = Path(path)
+    model = TFLiteModel(path, num_threads=threads)
+    try:
+        quantization = read_metadata(path).quantization
+    except ModelFileError:
+        quantization = "?"
+    x = _frame(model.input_shape)
+    times = time_calls(lambda: model(x), runs, warmup)
+    return {
+        "model": path.name,
+        "format": f"tflite {quantization}",
+        "runtime": runtime_name(),
+        "threads": threads,
+        **_summary(times),
+        "size_bytes": path.stat().st_size,
+        "gzip_bytes": gzip_size(path),
+        **tflite_counts(path),
+    }
+
+
+def configure_tf_threads(threads: int) -> int:
+    """Size TensorFlow's intra-op pool (only possible before TF runs anything); returns the size in use."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised: keep what it has
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
+def bench_keras(weights_path, cfg, runs: int = 50, warmup: int = 5) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from squeezedet.export.tflite import load_inference_model
+    from squeezedet.model.squeezedet import count_macs, count_params
+
+    weights_path = Path(weights_path)
+    model = load_inference_model(cfg.model, weights_path)
+    forward = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(_frame((1, cfg.model.input_height, cfg.model.input_width, 3)))
+    times = time_calls(lambda: forward(x).numpy(), runs, max(warmup, 1))
+    return {
+        "model": weights_path.name,
+        "format": "keras fp32",
+        "runtime": f"tensorflow {tf.__version__} / keras {keras.__version__}",
+        "threads": tf.config.threading.get_intra_op_parallelism_threads() or "all",
+        **_summary(times),
+        "size_bytes": weights_path.stat().st_size,
+        "gzip_bytes": gzip_size(weights_path),
+        "params": count_params(model),
+        "macs": count_macs(model),
+    }
+
+
+def host_info() -> dict:
+    import os
+
+    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    head = "| model | format | threads | median ms | p90 ms | FPS | size MB | gzip MB | params | GMACs |"
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['format']} | {r['threads']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
+            f"{r['fps']:.1f} | {r['size_bytes'] / 1e6:.2f} | {r['gzip_bytes'] / 1e6:.2f} | {r['params']:,} | "
+            f"{r['macs'] / 1e9:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_results(path, rows: Sequence[dict], **extra) -> Path:
+    return atomic_write_json(path, {"host": host_info(), **extra, "results": list(rows)})
