@@ -63,7 +63,8 @@ def agreement(fp32_path: Path, int8_path: Path, images) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
     from squeezedet.export import benchmark
 
     # Before anything touches TensorFlow: its thread pools are sized once per process.

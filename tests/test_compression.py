@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from squeezedet.config import Config
-from squeezedet.core.anchors import anchor_grid, scale_anchor_shapes, DEFAULT_KITTI_ANCHOR_SHAPES
+from squeezedet.core.anchors import DEFAULT_KITTI_ANCHOR_SHAPES, anchor_grid, scale_anchor_shapes
 from squeezedet.data.targets import encode_targets
 from squeezedet.errors import ConfigError
 from squeezedet.model import build_model
@@ -22,7 +22,8 @@ def tiny_config(architecture: str = "squeezedet") -> Config:
     cfg = Config()
     cfg.model.architecture = architecture
     cfg.model.input_width, cfg.model.input_height, cfg.model.dropout = W, H, 0.0
-    cfg.model.anchor_shapes = [tuple(map(float, a)) for a in scale_anchor_shapes(DEFAULT_KITTI_ANCHOR_SHAPES, (1248, 384), (W, H))]
+    shapes = scale_anchor_shapes(DEFAULT_KITTI_ANCHOR_SHAPES, (1248, 384), (W, H))
+    cfg.model.anchor_shapes = [tuple(map(float, a)) for a in shapes]
     return cfg
 
 
@@ -42,7 +43,7 @@ def test_polynomial_sparsity_schedule():
     assert polynomial_sparsity(60, 0.6, begin=10, end=110) == pytest.approx(0.6 * (1 - 0.5**3))
     assert polynomial_sparsity(110, 0.6, begin=10, end=110) == pytest.approx(0.6)
     assert polynomial_sparsity(500, 0.6, begin=10, end=110) == pytest.approx(0.6)
-    steps = [polynomial_sparsity(s, 0.6, 10, 110) for s in range(0, 120)]
+    steps = [polynomial_sparsity(s, 0.6, 10, 110) for s in range(120)]
     assert steps == sorted(steps)
     train = Config().train.model_copy(update={"prune_final_sparsity": 0.7, "prune_begin_step": 3, "prune_end_step": 9})
     cb = MagnitudePruning.from_config(train)
@@ -132,8 +133,8 @@ def test_distillation_trains_only_the_student():
     assert set(history) >= {"loss", "gt_loss", "distill_loss"}
     assert all(np.isfinite(v) for v in history["loss"] + history["distill_loss"])
     assert all(d > 0 for d in history["distill_loss"])
-    assert all(np.array_equal(a, b) for a, b in zip(teacher_before, teacher.get_weights()))
-    assert any(not np.array_equal(a, b) for a, b in zip(student_before, student.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(teacher_before, teacher.get_weights(), strict=True))
+    assert any(not np.array_equal(a, b) for a, b in zip(student_before, student.get_weights(), strict=True))
     assert sparsity_report(student)["fire5_expand3x3"] == pytest.approx(0.3, abs=0.01)
     assert sparsity_report(teacher)["fire5_expand3x3"] == 0.0
 

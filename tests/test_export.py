@@ -4,7 +4,6 @@ int8 detection agreement on real KITTI images, metadata, benchmarks and one-line
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,8 +51,8 @@ def exports(tiny_trained, sample_root, tmp_path_factory):
     from squeezedet.export.tflite import export_tflite
 
     out = tmp_path_factory.mktemp("exports")
-    kw = dict(calib_root=sample_root, calib_images=CALIB_IMAGES, calib_split="train.txt", check_root=sample_root,
-              check_split="val.txt", check_images=4)
+    kw = {"calib_root": sample_root, "calib_images": CALIB_IMAGES, "calib_split": "train.txt",
+          "check_root": sample_root, "check_split": "val.txt", "check_images": 4}
     paths = {q: export_tflite(tiny_trained.config, tiny_trained.weights_path, out / f"{q}.tflite", q, **kw)
              for q in ("fp32", "int8")}
     rc = main(["export", "--weights", str(tiny_trained.weights_path), "--config", str(tiny_trained.config_path),

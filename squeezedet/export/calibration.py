@@ -27,7 +27,9 @@ def list_images(root, split: str | None = None, what: str = "image folder") -> l
         return [s.image_path for s in load_samples(root, split, [], {}, require_labels=False)]
     paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not paths:
-        raise DataError(f"{root}: no images in this {what} (expected ROOT/training/image_2, ROOT/image_2 or .png/.jpg files)")
+        raise DataError(
+            f"{root}: no images in this {what} (expected ROOT/training/image_2, ROOT/image_2 or .png/.jpg files)"
+        )
     return paths
 
 

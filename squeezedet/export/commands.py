@@ -102,10 +102,11 @@ def run_benchmark(args) -> int:
     if keras_models:
         from squeezedet.inference import config_for_weights
 
-        configs = [config_for_weights(m, c) for m, c in zip(keras_models, args.config + [None] * len(keras_models))]
+        given = (args.config + [None] * len(keras_models))[: len(keras_models)]
+        configs = [config_for_weights(m, c) for m, c in zip(keras_models, given, strict=True)]
         # TF sizes its pools once per process: Keras runs at the largest thread count asked for.
         benchmark.configure_tf_threads(max(threads))
-        for m, cfg in zip(keras_models, configs):
+        for m, cfg in zip(keras_models, configs, strict=True):
             rows.append(benchmark.bench_keras(m, cfg, args.runs, args.warmup))
     for m in models:
         if m.suffix == ".tflite":

@@ -25,6 +25,8 @@ from squeezedet.core.runtime import TFLiteModel
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "export_report.json"
+#: A Keras detection and its best same-class TFLite detection count as the same object above this IoU.
+MATCH_IOU = 0.5
 
 
 def best_matches(ref: Detections, other: Detections) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +83,8 @@ def int8_reference(raw: np.ndarray, num_anchors: int, num_classes: int, ranges) 
 
 def compare_keras_tflite(model, tflite_path, images: Sequence[np.ndarray], cfg, num_threads: int | None = None) -> dict:
     """Run uint8 RGB frames (any size) through ``model`` and the .tflite; max raw deviation and the
-    largest box (pixels) / score deviation between Keras detections and their TFLite matches."""
+    largest box (pixels) / score deviation between Keras detections and their TFLite matches (same
+    class, IoU >= MATCH_IOU; the others are counted as unmatched)."""
     import keras
 
     meta = read_metadata(tflite_path)
@@ -96,7 +99,7 @@ def compare_keras_tflite(model, tflite_path, images: Sequence[np.ndarray], cfg, 
         return postprocess(raw, anchors, num_classes, (w, h), size, pp.score_threshold, pp.nms_threshold,
                            pp.top_k, pp.max_detections)
 
-    raw_dev, raw_mean, box_dev, score_dev, ious = [], [], [0.0], [0.0], []
+    raw_dev, raw_mean, raw_peak, box_dev, score_dev, ious = [], [], [], [0.0], [0.0], []
     keras_dets, tflite_dets = [], []
     for frame in images:
         x = resize_for_model(frame, (w, h))[None]
@@ -107,12 +110,13 @@ def compare_keras_tflite(model, tflite_path, images: Sequence[np.ndarray], cfg, 
         diff = np.abs(ref - got)
         raw_dev.append(float(diff.max()))
         raw_mean.append(float(diff.mean()))
+        raw_peak.append(float(np.abs(ref).max()))
         size = (frame.shape[1], frame.shape[0])
         a, b = decode(ref, size), decode(got, size)
         keras_dets.append(a)
         tflite_dets.append(b)
         idx, best = best_matches(a, b)
-        hit = idx >= 0
+        hit = best >= MATCH_IOU
         ious.extend(best.tolist())
         if hit.any():
             box_dev.append(float(np.abs(a.boxes[hit] - b.boxes[idx[hit]]).max()))
@@ -123,18 +127,21 @@ def compare_keras_tflite(model, tflite_path, images: Sequence[np.ndarray], cfg, 
         "num_images": len(images),
         "raw_max_abs_dev": max(raw_dev, default=0.0),
         "raw_mean_abs_dev": float(np.mean(raw_mean)) if raw_mean else 0.0,
+        "raw_max_abs": max(raw_peak, default=0.0),
         "raw_reference": "keras" if ranges is None else "keras, class logits centred, clipped to output_ranges",
         "detections_keras": sum(len(d) for d in keras_dets),
         "detections_tflite": sum(len(d) for d in tflite_dets),
-        "min_matched_iou": float(min(ious)) if ious else None,
+        "unmatched": int(sum(i < MATCH_IOU for i in ious)),
+        "worst_best_iou": float(min(ious)) if ious else None,
         "box_max_dev_px": max(box_dev),
         "score_max_dev": max(score_dev),
         "agreement": detection_agreement(keras_dets, tflite_dets),
     }
     log.info(
-        "%s vs Keras on %d images: raw max |dev| %.3g, detections %d/%d, box max dev %.2f px, score max dev %.3f",
-        report["model"], len(images), report["raw_max_abs_dev"], report["detections_tflite"],
-        report["detections_keras"], report["box_max_dev_px"], report["score_max_dev"],
+        "%s vs Keras on %d images: raw max |dev| %.3g (max |raw| %.3g), detections %d/%d, unmatched %d, "
+        "box max dev %.2f px, score max dev %.3f",
+        report["model"], len(images), report["raw_max_abs_dev"], report["raw_max_abs"], report["detections_tflite"],
+        report["detections_keras"], report["unmatched"], report["box_max_dev_px"], report["score_max_dev"],
     )
     return report
 

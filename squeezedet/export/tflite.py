@@ -194,7 +194,7 @@ def export_tflite(
         flatbuffer = convert(graph, quantize, representative)
     except SqueezeDetError:
         raise
-    except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError, ...
+    except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{weights_path}: the TFLite converter rejected the model ({quantize}): {msg}") from None
     atomic_write_bytes(output, flatbuffer)

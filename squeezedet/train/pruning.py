@@ -61,7 +61,7 @@ class MagnitudePruning(keras.callbacks.Callback):
         self._step = 0
 
     @classmethod
-    def from_config(cls, train_cfg) -> "MagnitudePruning":
+    def from_config(cls, train_cfg) -> MagnitudePruning:
         """From ``cfg.train`` (prune_final_sparsity, prune_begin_step, prune_end_step)."""
         return cls(train_cfg.prune_final_sparsity, train_cfg.prune_begin_step, train_cfg.prune_end_step)
 
@@ -70,9 +70,9 @@ class MagnitudePruning(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         target = getattr(self.model, "student", self.model)
-        self._layers = {l.name: l for l in _conv_layers(target) if l.name not in self.keep_dense}
+        self._layers = {conv.name: conv for conv in _conv_layers(target) if conv.name not in self.keep_dense}
         # Existing zeros count as pruned, so a run resumed from a pruned checkpoint keeps its masks.
-        self.masks = {name: keras.ops.convert_to_numpy(l.kernel) != 0 for name, l in self._layers.items()}
+        self.masks = {name: keras.ops.convert_to_numpy(conv.kernel) != 0 for name, conv in self._layers.items()}
         self._multipliers = {name: m.astype(np.float32) for name, m in self.masks.items()}
         self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         log.info("magnitude pruning of %d conv layers to %.0f%% between steps %d and %d",
@@ -90,7 +90,7 @@ class MagnitudePruning(keras.callbacks.Callback):
     def _update_masks(self, sparsity: float) -> None:
         for name, layer in self._layers.items():
             magnitude = np.abs(keras.ops.convert_to_numpy(layer.kernel)) * self.masks[name]
-            n_prune = int(round(sparsity * magnitude.size))
+            n_prune = round(sparsity * magnitude.size)
             mask = np.ones(magnitude.size, bool)
             mask[np.argsort(magnitude, axis=None, kind="stable")[:n_prune]] = False
             self.masks[name] = mask.reshape(magnitude.shape) & self.masks[name]
