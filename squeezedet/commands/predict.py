@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from squeezedet.commands import add_model_arguments
 from squeezedet.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -15,14 +16,10 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="run a model on images or a video; write annotated output and KITTI results")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--weights", help="Keras .weights.h5 (config: --config or config.yaml beside it)")
-    g.add_argument("--model", help=".tflite with its sidecar .json")
-    p.add_argument("--config", help="config of --weights")
+    add_model_arguments(p)
     p.add_argument("--source", required=True, help="image file, image folder or video file")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--score-threshold", type=float, help="override the model's default")
-    p.add_argument("--threads", type=int, default=None, help="TFLite interpreter threads")
     p.set_defaults(func=run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from squeezedet.commands import add_model_arguments
 from squeezedet.eval.validate import validate
 
 log = logging.getLogger(__name__)
@@ -12,14 +13,10 @@ log = logging.getLogger(__name__)
 
 def register(sub) -> None:
     p = sub.add_parser("val", help="run a model (Keras weights or .tflite) over a split and evaluate it")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--weights", help="Keras .weights.h5 (config: --config or config.yaml beside it)")
-    g.add_argument("--model", help=".tflite with its sidecar .json")
-    p.add_argument("--config", help="config of --weights; also gives the class map (default: built-in)")
+    add_model_arguments(p)
     p.add_argument("--data", required=True, help="KITTI folder")
     p.add_argument("--split", default="val", help="split file or name (default: val)")
     p.add_argument("--output", help="results/, metrics.json, pr_curves.png (default: runs/val/<model name>)")
-    p.add_argument("--threads", type=int, default=None, help="TFLite interpreter threads")
     p.set_defaults(func=run)
 
 
