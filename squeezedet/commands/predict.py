@@ -52,13 +52,13 @@ def run(args) -> int:
 
 
 def _write_outputs(predictor, image_rgb, dets, stem: str, out: Path):
-
-    from squeezedet.core.draw import draw_detections
+    """KITTI result file of one image/frame; returns the annotated image."""
+    from squeezedet.core.annotate import draw_detections
     from squeezedet.core.kitti import kitti_name_for, write_results
 
     names = [predictor.class_names[i] for i in dets.labels]
     write_results(out / "results" / f"{stem}.txt", [kitti_name_for(n) for n in names], dets.boxes, dets.scores)
-    return draw_detections(image_rgb, dets.boxes, names, dets.scores, color_keys=dets.labels)
+    return draw_detections(image_rgb, dets.boxes, names, dets.scores)
 
 
 def predict_image(predictor, path: Path, out: Path, score_threshold=None):
