@@ -13,7 +13,12 @@ ensure_venv() {  # ensure_venv EXTRAS (e.g. "edge" or "train-cpu,edge,dev")
   local extras="$1"
   if [ ! -x "$PY" ]; then
     log "creating virtual environment $VENV"
-    python3 -m venv "$VENV"
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+      rm -rf "$VENV"
+      # Debian/Ubuntu ship venv separately.
+      apt_install python3-venv
+      python3 -m venv "$VENV"
+    fi
     "$PY" -m pip install --quiet --upgrade pip
   fi
   local stamp="$VENV/.installed-$(echo "$extras" | tr ',' '-')"
@@ -24,20 +29,25 @@ ensure_venv() {  # ensure_venv EXTRAS (e.g. "edge" or "train-cpu,edge,dev")
   fi
 }
 
+apt_install() {  # apt_install PACKAGE: as root, or with passwordless sudo, or say the exact command
+  local pkg="$1"
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing $pkg (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    log "installing $pkg (sudo apt-get)"
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+  else
+    log "$pkg is not installed; run: sudo apt-get install -y $pkg"
+    exit 1
+  fi
+}
+
 ensure_mosquitto() {
   if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
     return 0
   fi
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing mosquitto (apt-get)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    log "installing mosquitto (sudo apt-get)"
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
-  else
-    log "mosquitto is not installed; run: sudo apt-get install -y mosquitto"
-    exit 1
-  fi
+  apt_install mosquitto
 }
 
 mosquitto_bin() {
