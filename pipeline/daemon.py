@@ -125,9 +125,13 @@ class Daemon:
             log.debug("track event", extra={"fields": {
                 "type": event.type, "id": event.after.track_id, "label": event.after.label, "frame": frame.index}})
         if self._writer is not None:
-            self._writer.write(draw_detections(
-                frame.image, [o.box for o in out.objects], [o.label for o in out.objects],
-                [o.smoothed_score for o in out.objects], [o.track_id for o in out.objects]))
+            try:
+                self._writer.write(draw_detections(
+                    frame.image, [o.box for o in out.objects], [o.label for o in out.objects],
+                    [o.smoothed_score for o in out.objects], [o.track_id for o in out.objects]))
+            except SqueezeDetError as exc:  # debugging aid only: turn it off, keep detecting
+                log.error("annotated video disabled", extra={"fields": {"error": str(exc)}})
+                self._writer = None
         return detector.last_inference_ms
 
     def _heartbeat(self) -> None:
@@ -162,7 +166,10 @@ class Daemon:
         self.watcher.stop()
         self.source.stop()
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except (OSError, SqueezeDetError) as exc:  # the debug video must not cost the offline message
+                log.error("annotated video not written", extra={"fields": {"error": str(exc)}})
         ended = self.tracker.flush()
         if self.reporter is not None:
             self.reporter.end(ended, last_index, last_size, self.detector.model_id)

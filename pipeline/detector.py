@@ -75,7 +75,10 @@ class Detector:
                 f"{self.path}: output shape {got_out} does not match metadata {want_out} "
                 f"({len(meta.anchor_shapes)} anchors, {meta.num_classes} classes)"
             )
-        raw = self.model(np.zeros(want_in, dtype=np.uint8))
+        try:
+            raw = self.model(np.zeros(want_in, dtype=np.uint8))
+        except (RuntimeError, ValueError) as exc:
+            raise ModelFileError(f"{self.path}: dry run failed ({str(exc).strip().splitlines()[0]})") from None
         if not np.all(np.isfinite(raw)):
             raise ModelFileError(f"{self.path}: dry run produced non-finite values")
 
@@ -161,7 +164,11 @@ class ModelWatcher:
                 if sig == self._tried:
                     continue
             self._seen = self._tried = sig
-            content = _content(self.path)
+            try:
+                content = _content(self.path)
+            except OSError:  # replaced between the stat and the read: look again next poll
+                self._seen = self._tried = None
+                continue
             if not forced and content == self._loaded:
                 continue
             self._load(content, "command" if forced else "file changed")
@@ -170,10 +177,11 @@ class ModelWatcher:
         t0 = time.perf_counter()
         try:
             detector = Detector.from_config(self.cfg)
-        except ModelFileError as exc:
+        except Exception as exc:  # noqa: BLE001 - any bad file must leave the running model in place
+            message = str(exc) if isinstance(exc, ModelFileError) else f"{self.path}: {type(exc).__name__}: {exc}"
             log.error("model rejected, keeping the running model",
-                      extra={"fields": {"path": str(self.path), "trigger": reason, "reason": str(exc)}})
-            self._on_rejected(str(exc))
+                      extra={"fields": {"path": str(self.path), "trigger": reason, "reason": message}})
+            self._on_rejected(message)
             return
         self._loaded = content
         log.info("model loaded", extra={"fields": {

@@ -26,10 +26,11 @@ PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); pr
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$PORT" > "$WORK/mosquitto.conf"
 "$(mosquitto_bin)" -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 50); do
-  "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && break
-  sleep 0.1
-done
+broker_up() { "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null; }
+for _ in $(seq 50); do broker_up && break; sleep 0.1; done
+if ! broker_up; then
+  log "mosquitto did not start:"; cat "$WORK/mosquitto.log" >&2; exit 1
+fi
 log "mosquitto listening on 127.0.0.1:$PORT"
 
 # The demo config with this run's broker port (and frame limit in smoke mode).
@@ -48,6 +49,7 @@ PYCFG
 WATCH_PID=$!
 PIDS+=($WATCH_PID)
 for _ in $(seq 100); do [ -f "$WORK/watch.ready" ] && break; sleep 0.1; done
+if [ ! -f "$WORK/watch.ready" ]; then log "the MQTT subscriber did not connect"; exit 1; fi
 
 log "running the daemon on assets/demo/highway_dashcam.mp4 with assets/models/squeezedet_kitti_int8.tflite"
 "$VENV/bin/squeezedet-edge" --config "$WORK/edge.yaml" --log-level WARNING

@@ -124,6 +124,15 @@ class TrainConfig(_Strict):
     prune_end_step: int = Field(1000, ge=1)
 
 
+    @model_validator(mode="after")
+    def _prune_schedule(self):
+        if self.prune_final_sparsity > 0 and self.prune_end_step <= self.prune_begin_step:
+            raise ValueError(
+                f"prune_end_step ({self.prune_end_step}) must be greater than prune_begin_step ({self.prune_begin_step})"
+            )
+        return self
+
+
 class PostprocessConfig(_Strict):
     score_threshold: float = Field(0.3, ge=0, le=1)
     nms_threshold: float = Field(0.4, gt=0, le=1)

@@ -46,7 +46,7 @@ def test_missing_image_is_named(tmp_path, small_data, capsys):
     (small_data / "training" / "image_2" / "000003.jpg").unlink()
     rc = main(["train", "--config", str(_cfg(tmp_path, small_data)), "--output", str(tmp_path / "out")])
     assert rc == 2
-    assert "000003.png: image not found" in _one_line_error(capsys)
+    assert "000003.{png,jpg,jpeg}: image not found" in _one_line_error(capsys)
 
 
 def test_unknown_class_in_label_file(tmp_path, small_data, capsys):
@@ -112,3 +112,50 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         tmp.write_text("whole")
     assert target.read_text() == "whole" and oct(target.stat().st_mode & 0o777) != "0o600"
     shutil.rmtree(tmp_path)
+
+
+def test_config_rules_across_keys(tmp_path, small_data, capsys):
+    p = _cfg(tmp_path, small_data, prune_final_sparsity=0.5, prune_begin_step=2000, prune_end_step=1000)
+    assert main(["train", "--config", str(p)]) == 2
+    assert "prune_end_step (1000) must be greater than prune_begin_step (2000)" in _one_line_error(capsys)
+    d = yaml.safe_load(_cfg(tmp_path, small_data, val_every=1).read_text())
+    d["model"]["classes"] = ["vehicle"]
+    d["data"]["class_map"] = {"Car": "vehicle"}
+    p.write_text(yaml.safe_dump(d))
+    assert main(["train", "--config", str(p)]) == 2
+    assert "model.classes ['vehicle'] are not KITTI types" in _one_line_error(capsys)
+
+
+def test_resume_of_a_finished_run_and_a_corrupt_state(tmp_path, small_data, capsys):
+    import json
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "state.json").write_text(json.dumps({"epoch": 3, "history": []}))
+    cfg = str(_cfg(tmp_path, small_data))
+    assert main(["train", "--config", cfg, "--output", str(out), "--resume", "--epochs", "2"]) == 2
+    assert "already trained 3 epochs: pass --epochs greater than 3" in _one_line_error(capsys)
+    (out / "state.json").write_text("{not json")
+    assert main(["train", "--config", cfg, "--output", str(out), "--resume"]) == 2
+    assert "state.json: not a usable training state" in _one_line_error(capsys)
+
+
+def test_bad_sidecar_fields_are_model_file_errors(tmp_path):
+    import json
+
+    from squeezedet.core.metadata import read_metadata
+    from squeezedet.errors import ModelFileError
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\0\0\0\0TFL3")
+    good = {"format": "squeezedet-tflite/1", "class_names": ["car"], "input_width": 64, "input_height": 32,
+            "anchor_shapes": [[8, 8]]}
+    (tmp_path / "m.json").write_text(json.dumps(good))
+    assert read_metadata(model).anchor_shapes == [[8, 8]]
+    for key, value, message in (("anchor_shapes", [[1, 2, 3]], "anchor_shapes: must be"),
+                                ("input_width", "64", "input_width: must be a positive integer"),
+                                ("class_names", [], "class_names: must be"),
+                                ("nms_threshold", 4, "nms_threshold: must be a number in [0, 1]")):
+        (tmp_path / "m.json").write_text(json.dumps({**good, key: value}))
+        with pytest.raises(ModelFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            read_metadata(model)

@@ -87,8 +87,9 @@ def test_postprocess_decodes_one_confident_anchor_and_scales_to_frame():
     assert len(det) == 1 and det.labels[0] == 1
     a = anchors[idx]  # cx = 3*64/5, cy = 2*32/3, w=32, h=16
     cx = a[0] + 0.5 * 32
-    # clipping happens at input resolution (x2 <= 63), then scaling by (2, 3)
-    np.testing.assert_allclose(det.boxes[0], [min(cx - 16, 63) * 2, (a[1] - 8) * 3, min(cx + 16, 63) * 2, (a[1] + 8) * 3], rtol=1e-5)
+    # scaled by (2, 3) to the 128x96 image, then clipped to its last pixel (x2 = 140.8 -> 127)
+    assert cx + 16 > 63
+    np.testing.assert_allclose(det.boxes[0], [(cx - 16) * 2, (a[1] - 8) * 3, 127, (a[1] + 8) * 3], rtol=1e-5)
     expected_score = 1 / (1 + np.exp(-8)) * np.exp(8) / (np.exp(8) + 1)
     assert det.scores[0] == pytest.approx(expected_score, rel=1e-5)
 

@@ -30,7 +30,6 @@ def run(args) -> int:
     cfg = load_config(args.config)
     split = args.split or cfg.data.train_split
     samples = load_samples(args.data, split, cfg.model.classes, cfg.data.class_map)
-    from squeezedet.core.preprocess import read_image_rgb  # noqa: F401  (cv2 needed for sizes)
     import cv2
 
     wh = []

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from squeezedet.errors import DataError
+
 log = logging.getLogger(__name__)
 
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
@@ -72,9 +74,11 @@ class AnnotatedVideoWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = image_rgb.shape[:2]
             fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(self.path.suffix.lower(), "mp4v"))
-            self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
-            if not self._writer.isOpened():
-                raise OSError(f"{self.path}: cannot open video writer for '{self.path.suffix}'")
+            writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
+            if not writer.isOpened():
+                writer.release()
+                raise DataError(f"{self.path}: cannot write a '{self.path.suffix}' video here")
+            self._writer = writer
         self._writer.write(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
         self.frames += 1
 
@@ -84,6 +88,8 @@ class AnnotatedVideoWriter:
             return None
         self._writer.release()
         self._writer = None
+        if not self._tmp.is_file():
+            raise DataError(f"{self.path}: the video writer produced no file")
         os.replace(self._tmp, self.path)
         log.info("annotated video written", extra={"fields": {"path": str(self.path), "frames": self.frames}})
         return self.path

@@ -71,6 +71,29 @@ def write_metadata(model_path, meta: ModelMetadata) -> Path:
     return atomic_write_json(sidecar_path(model_path), asdict(meta))
 
 
+def _check_fields(meta: ModelMetadata, side: Path) -> None:
+    """Types and shapes the decoder relies on: a bad sidecar is a ModelFileError, never a traceback."""
+    def bad(key, why):
+        raise ModelFileError(f"{side}: {key}: {why}")
+
+    if not (isinstance(meta.class_names, list) and meta.class_names
+            and all(isinstance(c, str) and c for c in meta.class_names)):
+        bad("class_names", "must be a non-empty list of names")
+    for key in ("input_width", "input_height", "top_k", "max_detections"):
+        value = getattr(meta, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            bad(key, f"must be a positive integer, got {value!r}")
+    shapes = np.asarray(meta.anchor_shapes, dtype=object)
+    if shapes.ndim != 2 or shapes.shape[1] != 2 or not len(shapes) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in shapes.ravel()
+    ):
+        bad("anchor_shapes", "must be a non-empty list of [width, height] pairs > 0")
+    for key in ("score_threshold", "nms_threshold"):
+        value = getattr(meta, key)
+        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            bad(key, f"must be a number in [0, 1], got {value!r}")
+
+
 def read_metadata(model_path, verify_hash: bool = True) -> ModelMetadata:
     """Load and check the sidecar of a .tflite; every problem is a one-line ModelFileError."""
     model_path = Path(model_path)
@@ -91,6 +114,7 @@ def read_metadata(model_path, verify_hash: bool = True) -> ModelMetadata:
         meta = ModelMetadata(**raw)
     except TypeError as exc:
         raise ModelFileError(f"{side}: {exc}") from None
+    _check_fields(meta, side)
     if verify_hash and model_path.is_file() and meta.tflite_sha256 and file_sha256(model_path) != meta.tflite_sha256:
         raise ModelFileError(f"{side}: tflite_sha256 does not match {model_path.name} (model and metadata out of sync)")
     return meta

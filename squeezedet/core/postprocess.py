@@ -79,7 +79,6 @@ def postprocess(
     the full frame resized to input_size, so the mapping is a plain per-axis scale).
     """
     anchors = np.asarray(anchors, dtype=np.float32)
-    num_anchors = None
     raw = np.asarray(raw, dtype=np.float32)
     ch = raw.shape[-1]
     num_anchors = ch // (num_classes + 5)
@@ -92,11 +91,11 @@ def postprocess(
     idx = top_k(scores, top_k_before_nms)
     idx = idx[scores[idx] >= score_threshold]
     in_w, in_h = input_size
-    boxes = clip_xyxy(cxcywh_to_xyxy(decode_deltas(deltas[idx], anchors[idx])), in_w, in_h)
+    out_w, out_h = image_size if image_size is not None else input_size
+    boxes = cxcywh_to_xyxy(decode_deltas(deltas[idx], anchors[idx]))
+    # scale to the image first, then clip to its last pixel (clipping at input resolution would cut
+    # frame-edge boxes short by up to one input pixel's worth of frame)
+    boxes = clip_xyxy(boxes * np.array([out_w / in_w, out_h / in_h] * 2, dtype=np.float32), out_w, out_h)
     keep = per_class_nms(boxes, scores[idx], labels[idx], nms_threshold)[:max_detections]
     boxes, scores_k, labels_k = boxes[keep], scores[idx][keep], labels[idx][keep]
-    if image_size is not None and tuple(image_size) != tuple(input_size):
-        sx = image_size[0] / in_w
-        sy = image_size[1] / in_h
-        boxes = boxes * np.array([sx, sy, sx, sy], dtype=np.float32)
     return Detections(boxes.astype(np.float32), scores_k.astype(np.float32), labels_k.astype(np.int64))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from squeezedet.config import AugmentConfig
+from squeezedet.core.boxes import box_area
 
 
 def build_augmenter(cfg: AugmentConfig, seed: int | None = None):
@@ -71,8 +72,7 @@ def aspect_crop(image, boxes, labels, aspect: float, rng: np.random.Generator, m
     x0 = int(rng.integers(0, w - cw + 1))
     shifted = boxes - np.array([x0, 0, x0, 0], np.float32)
     clipped, _ = clip_boxes_to_image(shifted, cw, h)
-    area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)  # noqa: E731
-    visible = area(clipped) / np.maximum(area(shifted), 1e-6)
+    visible = box_area(clipped) / np.maximum(box_area(shifted), 1e-6)
     keep = (visible >= max(min_visibility, 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 1)
     return np.ascontiguousarray(image[:, x0 : x0 + cw]), clipped[keep], labels[keep]
 

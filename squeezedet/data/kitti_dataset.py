@@ -56,7 +56,7 @@ def _image_path(image_dir: Path, image_id: str) -> Path:
         p = image_dir / f"{image_id}{ext}"
         if p.is_file():
             return p
-    raise DataError(f"{image_dir / image_id}.png: image not found (listed in split)")
+    raise DataError(f"{image_dir / image_id}.{{{','.join(e[1:] for e in IMAGE_EXTS)}}}: image not found (listed in split)")
 
 
 def load_samples(root, split, class_names, class_map: dict[str, str], require_labels: bool = True) -> list[Sample]:

@@ -77,8 +77,11 @@ def save_optimizer_state(optimizer, path) -> None:
 
 def load_optimizer_state(optimizer, model, path) -> None:
     optimizer.build(model.trainable_variables)
-    with np.load(path) as data:
-        arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+    try:
+        with np.load(path) as data:
+            arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SqueezeDetError(f"{path}: cannot read the optimizer state to resume ({exc})") from None
     if len(arrays) != len(optimizer.variables):
         raise SqueezeDetError(f"{path}: optimizer state has {len(arrays)} variables, expected {len(optimizer.variables)}")
     for var, arr in zip(optimizer.variables, arrays):
@@ -161,11 +164,12 @@ def write_training_report(output_dir, history: list, summary: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
-    keys = [k for k in ("loss", "class_loss", "conf_loss", "bbox_loss", "val_mAP_moderate_R40") if k in history[-1]]
+    seen = set().union(*history)
+    keys = [k for k in ("loss", "class_loss", "conf_loss", "bbox_loss", "val_mAP_moderate_R40") if k in seen]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        ax.plot(epochs, [h.get(key, np.nan) for h in history], marker=".")
+        points = [(h["epoch"], h[key]) for h in history if key in h]
+        ax.plot([e for e, _ in points], [v for _, v in points], marker=".")
         ax.set_title(key)
         ax.set_xlabel("epoch")
         if key != "val_mAP_moderate_R40":
@@ -179,4 +183,11 @@ def write_training_report(output_dir, history: list, summary: dict) -> None:
 
 def load_state(output_dir) -> dict | None:
     p = Path(output_dir) / "state.json"
-    return json.loads(p.read_text()) if p.is_file() else None
+    if not p.is_file():
+        return None
+    try:
+        state = json.loads(p.read_text())
+        int(state["epoch"]), list(state["history"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SqueezeDetError(f"{p}: not a usable training state ({exc}); remove it to start afresh") from None
+    return state

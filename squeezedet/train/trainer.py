@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,11 @@ import tensorflow as tf
 
 from squeezedet.config import Config, save_config
 from squeezedet.core.anchors import anchor_grid
-from squeezedet.data.kitti_dataset import load_samples
+from squeezedet.core.kitti import KITTI_TYPES, kitti_name_for
+from squeezedet.data.kitti_dataset import load_samples, resolve_split
 from squeezedet.data.pipeline import make_dataset
-from squeezedet.errors import ConfigError
+from squeezedet.errors import ConfigError, DataError
+from squeezedet.inference import load_weights
 from squeezedet.model import build_model, count_params
 from squeezedet.model.pretrained import load_pretrained_backbone
 from squeezedet.train import callbacks as cb
@@ -37,7 +40,7 @@ class TrainResult:
     output_dir: Path
     epochs_run: int
     steps: int
-    images_per_sec: float
+    images_per_sec: float | None  # None when too few batches ran to time one
     final_loss: float
     history: list = field(default_factory=list)
 
@@ -57,6 +60,15 @@ def select_strategy(kind: str) -> tf.distribute.Strategy:
     if kind == "mirrored" or (kind == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Only one worker of a multi-host run writes checkpoints, logs and metrics (the chief, else worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
 
 
 def configure_precision(mode: str) -> str:
@@ -109,6 +121,14 @@ def train(
     train_samples = load_samples(root, cfg.data.train_split, cfg.model.classes, cfg.data.class_map)
     val_samples = []
     if t.val_every:
+        not_kitti = [c for c in cfg.model.classes if kitti_name_for(c) not in KITTI_TYPES]
+        if not_kitti:
+            raise ConfigError(f"model.classes {not_kitti} are not KITTI types, so the KITTI evaluator cannot "
+                              "validate them: set train.val_every: 0")
+        try:
+            resolve_split(root, cfg.data.val_split)
+        except DataError as exc:
+            raise ConfigError(f"{exc} (needed for validation: set data.val_split, or train.val_every: 0)") from None
         val_samples = load_samples(root, cfg.data.val_split, cfg.model.classes, cfg.data.class_map)
     n_boxes = sum(len(s.boxes) for s in train_samples)
     log.info("data: %s, %d train images (%d boxes), %d val images", root, len(train_samples), n_boxes, len(val_samples))
@@ -120,8 +140,10 @@ def train(
         raise ConfigError(f"{out}: --resume given but no state.json from an earlier run")
     initial_epoch = state["epoch"] if state else 0
     if state and initial_epoch >= epochs:
-        log.info("already trained %d/%d epochs in %s", initial_epoch, epochs, out)
+        raise ConfigError(f"{out}: already trained {initial_epoch} epochs: pass --epochs greater than {initial_epoch}")
 
+    if not is_chief(strategy):  # other workers write their (identical) copies to a scratch folder
+        out = Path(tempfile.mkdtemp(prefix="squeezedet-worker-"))
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     anchors = anchor_grid(*cfg.model.input_size, cfg.model.anchor_shapes)
@@ -130,8 +152,6 @@ def train(
     with strategy.scope():
         model = build_model(cfg.model)
         if state:
-            from squeezedet.inference import load_weights
-
             load_weights(model, out / "last.weights.h5")
         elif cfg.model.pretrained_backbone:
             load_pretrained_backbone(model, cfg.model.pretrained_backbone)
@@ -140,7 +160,6 @@ def train(
         metrics = [_loss_metric(loss, p) for p in ("class_loss", "conf_loss", "bbox_loss")]
         fit_model = model
         if teacher_weights:
-            from squeezedet.inference import load_weights
             from squeezedet.train.distill import build_distiller
 
             tcfg = teacher_config or cfg
@@ -182,6 +201,7 @@ def train(
                   verbose=verbose)
     wall = time.perf_counter() - t0
     ips = throughput.images_per_sec
+    ips = None if math.isnan(ips) else ips
     final_loss = history[-1]["loss"] if history else float("nan")
     summary = {
         "epochs": epochs,
@@ -196,7 +216,7 @@ def train(
         "replicas": strategy.num_replicas_in_sync,
     }
     cb.write_training_report(out, history, summary)
-    log.info("trained %d epochs x %d steps in %.0f s: %.2f images/s; weights in %s", epochs - initial_epoch, steps,
-             wall, ips, out)
-    print(json.dumps({"images_per_sec": round(ips, 2), "final_loss": final_loss, "output": str(out)}))
+    log.info("trained %d epochs x %d steps in %.0f s: %s images/s; weights in %s", epochs - initial_epoch, steps,
+             wall, f"{ips:.2f}" if ips else "n/a", out)
+    print(json.dumps({"images_per_sec": round(ips, 2) if ips else None, "final_loss": final_loss, "output": str(out)}))
     return TrainResult(out, epochs - initial_epoch, steps * (epochs - initial_epoch), ips, final_loss, history)
