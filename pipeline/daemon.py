@@ -21,12 +21,12 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from squeezedet.core.annotate import AnnotatedVideoWriter, draw_detections
 from pipeline.config import EdgeConfig, load_edge_config
 from pipeline.detector import Detector, ModelWatcher
 from pipeline.mqtt import MqttPublisher, Reporter, Topics
 from pipeline.sources import FrameSource, Opener, source_kind
 from pipeline.tracker import Tracker
+from squeezedet.core.annotate import AnnotatedVideoWriter, draw_detections
 from squeezedet.errors import SqueezeDetError
 
 log = logging.getLogger("pipeline.daemon")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from squeezedet.core.preprocess import IMAGE_SUFFIXES
 from squeezedet.errors import SqueezeDetError
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _END = object()  # queue sentinel: an ordered source is exhausted
 

@@ -5,8 +5,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import REPO, SAMPLE_ROOT
+
 from squeezedet.config import AugmentConfig
 from squeezedet.data.augment import augment, build_augmenter
 

@@ -7,8 +7,8 @@ import re
 import cv2
 import numpy as np
 import pytest
-
 from conftest import ASSETS, DEMO_CLIP, REPO, SAMPLE_ROOT
+
 from squeezedet.core.boxes import iou_matrix
 from squeezedet.inference import TFLitePredictor
 

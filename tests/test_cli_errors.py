@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO, SAMPLE_ROOT, make_sample_subset
+
 from squeezedet.cli import main
 
 

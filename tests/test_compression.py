@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 
 from squeezedet.config import Config
-from squeezedet.core.anchors import DEFAULT_KITTI_ANCHOR_SHAPES, anchor_grid, scale_anchor_shapes
+from squeezedet.core.anchors import (
+    DEFAULT_KITTI_ANCHOR_SHAPES,
+    anchor_grid,
+    scale_anchor_shapes,
+)
 from squeezedet.data.targets import encode_targets
 from squeezedet.errors import ConfigError
 from squeezedet.model import build_model
 from squeezedet.train.loss import loss_from_config
-from squeezedet.train.pruning import MagnitudePruning, gzip_size, polynomial_sparsity, sparsity_report
+from squeezedet.train.pruning import (
+    MagnitudePruning,
+    gzip_size,
+    polynomial_sparsity,
+    sparsity_report,
+)
 
 W, H, BATCH = 128, 64, 2
 

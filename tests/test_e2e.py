@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import DEMO_CLIP, REPO
 from pipeline_helpers import Collector, broker_fixture, edge_config, write_config  # noqa: F401
+
 from squeezedet.core.boxes import iou_matrix
 from squeezedet.core.kitti import read_results
 

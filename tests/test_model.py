@@ -3,8 +3,8 @@
 import h5py
 import numpy as np
 import pytest
-
 from conftest import PRETRAINED
+
 from squeezedet.config import ModelConfig
 from squeezedet.errors import ModelFileError
 from squeezedet.model import build_model, count_params

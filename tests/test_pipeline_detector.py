@@ -20,9 +20,9 @@ from pipeline_helpers import (  # noqa: F401 - fixtures
     tiny_models_fixture,
 )
 
-from squeezedet.core.annotate import AnnotatedVideoWriter, draw_detections
 from pipeline.config import ModelConfig
 from pipeline.detector import Detector, ModelWatcher
+from squeezedet.core.annotate import AnnotatedVideoWriter, draw_detections
 from squeezedet.core.metadata import read_metadata, write_metadata
 from squeezedet.errors import ModelFileError
 

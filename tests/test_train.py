@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 import yaml
-
 from conftest import make_sample_subset, tiny_config_dict
+
 from squeezedet.core.boxes import iou_matrix
 from squeezedet.core.preprocess import read_image_rgb
 from squeezedet.data.kitti_dataset import load_samples
@@ -82,8 +82,8 @@ def test_warmup_cosine_schedule_values():
 @pytest.mark.slow
 def test_predict_cli_writes_kitti_results_and_annotated_media(tiny_trained, tmp_path):
     import cv2
-
     from conftest import DEMO_CLIP
+
     from squeezedet.cli import main
     from squeezedet.core.kitti import read_labels, read_results
 

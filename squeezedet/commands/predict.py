@@ -6,12 +6,12 @@ import logging
 from pathlib import Path
 
 from squeezedet.commands import add_model_arguments
+from squeezedet.core.preprocess import IMAGE_SUFFIXES
 from squeezedet.errors import DataError
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def register(sub) -> None:
@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def run(args) -> int:
@@ -43,7 +43,7 @@ def run(args) -> int:
         return 0
     images = list_images(src) if src.is_dir() else [src]
     if not images:
-        raise DataError(f"{src}: no images ({', '.join(IMAGE_EXTS)}) found")
+        raise DataError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     total = 0
     for path in tqdm(images, desc="predict", unit="img"):
         total += len(predict_image(predictor, path, out, args.score_threshold))

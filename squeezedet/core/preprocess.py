@@ -12,6 +12,9 @@ import numpy as np
 
 from squeezedet.errors import DataError
 
+#: Still-image files that OpenCV decodes: what folder sources and `predict` pick up.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 
 def resize_for_model(image_rgb: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     """uint8 RGB [H, W, 3] -> uint8 RGB [input_h, input_w, 3]."""

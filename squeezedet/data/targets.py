@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from squeezedet.core.boxes import encode_boxes, iou_matrix, xyxy_to_cxcywh
-from squeezedet.core.boxes import cxcywh_to_xyxy
+from squeezedet.core.boxes import (
+    cxcywh_to_xyxy,
+    encode_boxes,
+    iou_matrix,
+    xyxy_to_cxcywh,
+)
 
 
 def target_width(num_classes: int) -> int:

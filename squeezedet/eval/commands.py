@@ -10,7 +10,12 @@ import numpy as np
 
 from squeezedet.core.kitti import KittiObject, kitti_name_for, read_split
 from squeezedet.errors import DataError
-from squeezedet.eval.kitti_eval import DEFAULT_CLASSES, EvalResult, evaluate, evaluate_folders
+from squeezedet.eval.kitti_eval import (
+    DEFAULT_CLASSES,
+    EvalResult,
+    evaluate,
+    evaluate_folders,
+)
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from squeezedet.core.boxes import box_area, intersection_matrix, iou_matrix
-from squeezedet.core.kitti import KITTI_TYPES, KittiObject, kitti_name_for, read_labels, read_results
+from squeezedet.core.kitti import (
+    KITTI_TYPES,
+    KittiObject,
+    kitti_name_for,
+    read_labels,
+    read_results,
+)
 from squeezedet.errors import DataError
 
 #: Recall sample points of the devkit (0, 1/40, ..., 1).

@@ -33,7 +33,11 @@ from squeezedet.core.metadata import ModelMetadata, write_metadata
 from squeezedet.core.preprocess import read_image_rgb
 from squeezedet.errors import ConfigError, DataError, ModelFileError, SqueezeDetError
 from squeezedet.export import calibration
-from squeezedet.export.equivalence import centre_class_logits, compare_keras_tflite, write_report
+from squeezedet.export.equivalence import (
+    centre_class_logits,
+    compare_keras_tflite,
+    write_report,
+)
 from squeezedet.model.layers import BGR_MEANS
 
 log = logging.getLogger(__name__)
