@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
 
 DOCKERFILES = sorted((REPO / "docker").glob("Dockerfile.*"))
