@@ -17,17 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from squeezedet.core.anchors import grid_size
-from squeezedet.core.metadata import file_sha256, read_metadata, sidecar_path
-from squeezedet.core.postprocess import Detections, postprocess
-from squeezedet.core.preprocess import resize_for_model
-from squeezedet.core.runtime import TFLiteModel, runtime_name
+from squeezedet.core.metadata import file_sha256, sidecar_path
+from squeezedet.core.postprocess import Detections
+from squeezedet.core.runtime import runtime_name
 from squeezedet.errors import ModelFileError
+from squeezedet.inference import TFLitePredictor
 
 log = logging.getLogger(__name__)
 
 
-class Detector:
-    """Frame (uint8 RGB, any size) in, Detections in frame pixels out. Not thread-safe: one caller."""
+class Detector(TFLitePredictor):
+    """Frame (uint8 RGB, any size) in, Detections in frame pixels out — the TFLite predictor that
+    `squeezedet predict --model` uses, plus load-time checks and inference timing. One caller only."""
 
     def __init__(self, model_path, num_threads: int | None = None, delegate: str | None = None,
                  score_threshold: float | None = None, nms_threshold: float | None = None,
@@ -35,13 +36,7 @@ class Detector:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelFileError(f"{self.path}: model file not found")
-        self.meta = read_metadata(self.path)
-        self.model = TFLiteModel(self.path, num_threads, delegate)
-        self.anchors = self.meta.anchors()
-        self.score_threshold = self.meta.score_threshold if score_threshold is None else score_threshold
-        self.nms_threshold = self.meta.nms_threshold if nms_threshold is None else nms_threshold
-        self.top_k = top_k or self.meta.top_k
-        self.max_detections = max_detections or self.meta.max_detections
+        super().__init__(self.path, num_threads, delegate, score_threshold, nms_threshold, top_k, max_detections)
         self.sha256 = self.meta.tflite_sha256 or file_sha256(self.path)
         self.model_id = self.meta.model_id or self.sha256[:12]
         self.last_inference_ms = 0.0
@@ -51,10 +46,6 @@ class Detector:
     def from_config(cls, cfg) -> Detector:
         return cls(cfg.path, cfg.num_threads, cfg.delegate, cfg.score_threshold, cfg.nms_threshold,
                    cfg.top_k, cfg.max_detections)
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.meta.class_names)
 
     @property
     def runtime(self) -> str:
@@ -82,18 +73,14 @@ class Detector:
         if not np.all(np.isfinite(raw)):
             raise ModelFileError(f"{self.path}: dry run produced non-finite values")
 
-    def detect(self, image_rgb: np.ndarray) -> Detections:
-        h, w = image_rgb.shape[:2]
-        x = resize_for_model(image_rgb, self.meta.input_size)
+    def raw(self, batch: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
-        raw = self.model(x[None])
+        out = self.model(batch)
         self.last_inference_ms = (time.perf_counter() - t0) * 1000.0
-        return postprocess(
-            raw, self.anchors, self.meta.num_classes, self.meta.input_size, (w, h),
-            score_threshold=self.score_threshold, nms_threshold=self.nms_threshold,
-            top_k_before_nms=self.top_k, max_detections=self.max_detections,
-        )
+        return out
 
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        return self.predict(image_rgb)
 
 def _signature(path: Path) -> tuple:
     """Cheap change detector for the model and its sidecar: (mtime_ns, size) of both, None if absent."""

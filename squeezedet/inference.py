@@ -86,9 +86,12 @@ class KerasPredictor(Predictor):
 
 
 class TFLitePredictor(Predictor):
-    """A .tflite with its sidecar metadata (no TensorFlow needed)."""
+    """A .tflite with its sidecar metadata (no TensorFlow needed); decode settings default to the
+    metadata's, each overridable."""
 
-    def __init__(self, model_path, num_threads: int | None = None):
+    def __init__(self, model_path, num_threads: int | None = None, delegate_path: str | None = None,
+                 score_threshold: float | None = None, nms_threshold: float | None = None,
+                 top_k: int | None = None, max_detections: int | None = None):
         from squeezedet.core.metadata import read_metadata
         from squeezedet.core.runtime import TFLiteModel
 
@@ -97,9 +100,11 @@ class TFLitePredictor(Predictor):
         self.class_names = list(meta.class_names)
         self.input_size = meta.input_size
         self.anchors = meta.anchors()
-        self.score_threshold, self.nms_threshold = meta.score_threshold, meta.nms_threshold
-        self.top_k, self.max_detections = meta.top_k, meta.max_detections
-        self.model = TFLiteModel(model_path, num_threads=num_threads)
+        self.score_threshold = meta.score_threshold if score_threshold is None else score_threshold
+        self.nms_threshold = meta.nms_threshold if nms_threshold is None else nms_threshold
+        self.top_k = top_k or meta.top_k
+        self.max_detections = max_detections or meta.max_detections
+        self.model = TFLiteModel(model_path, num_threads=num_threads, delegate_path=delegate_path)
 
     def raw(self, batch):
         return self.model(batch)

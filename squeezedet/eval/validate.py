@@ -29,9 +29,9 @@ def predict_split(predictor, samples, result_dir, batch_size: int = 8, quiet: bo
         chunk = samples[start : start + batch_size]
         images = [read_image_rgb(s.image_path) for s in chunk]
         for s, dets in zip(chunk, predictor.predict_batch(images, score_threshold=EVAL_SCORE_THRESHOLD)):
-            names = [kitti_name_for(predictor.class_names[int(i)]) for i in dets.labels]
-            write_results(result_dir / f"{s.image_id}.txt", names, dets.boxes, dets.scores)
-            dt[s.image_id] = results_from_detections(dets.boxes, dets.labels, dets.scores, predictor.class_names)
+            objs = results_from_detections(dets.boxes, dets.labels, dets.scores, predictor.class_names)
+            write_results(result_dir / f"{s.image_id}.txt", [o.type for o in objs], dets.boxes, dets.scores)
+            dt[s.image_id] = objs
     return dt
 
 
