@@ -167,3 +167,17 @@ def test_distiller_rejects_a_mismatched_teacher():
     anchors = anchor_grid(W, H, cfg.model.anchor_shapes)
     with pytest.raises(ConfigError, match="teacher output"):
         build_distiller(build_model(cfg.model), build_model(other.model), cfg, anchors)
+
+
+def test_keep_largest_and_one_shot_pruning():
+    from squeezedet.train.pruning import keep_largest, prune_by_magnitude
+
+    m = np.array([[0.5, 0.1], [0.3, 0.1]])
+    assert keep_largest(m, 0.5).tolist() == [[True, False], [True, False]]  # tie: the first 0.1 goes first
+    assert keep_largest(m, 0.75).tolist() == [[True, False], [False, False]]
+    assert keep_largest(m, 0.0).all()
+    model = build_model(tiny_config().model)
+    prune_by_magnitude(model, 0.6)
+    report = sparsity_report(model)
+    assert report["conv1"] == 0.0
+    assert all(v == pytest.approx(0.6, abs=1e-3) for k, v in report.items() if k != "conv1")

@@ -19,6 +19,7 @@ import numpy as np
 
 from squeezedet.core.io import atomic_write_json
 from squeezedet.errors import ModelFileError
+from squeezedet.export.flatbuffer import builtin_names, op_name, schema
 
 _CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
@@ -28,22 +29,13 @@ def gzip_size(path) -> int:
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=9))
 
 
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated
-    except ImportError:  # pragma: no cover - hosts with TensorFlow but without LiteRT
-        from tensorflow.lite.python import schema_py_generated
-    return schema_py_generated
-
-
 def tflite_counts(path) -> dict:
     """{"params": elements of constant tensors, "macs": multiply-accumulates of the conv ops}.
 
     Call it on a file the interpreter has loaded (bench_tflite does): the flatbuffer is not re-validated."""
-    schema = _schema()
-    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    model = schema().Model.GetRootAs(Path(path).read_bytes(), 0)
     graph = model.Subgraphs(0)
-    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = builtin_names()
     params = 0
     for i in range(graph.TensorsLength()):
         tensor = graph.Tensors(i)
@@ -54,7 +46,7 @@ def tflite_counts(path) -> dict:
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
-        name = codes.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        name = op_name(names, code.BuiltinCode(), code.DeprecatedBuiltinCode())
         if name in _CONV_OPS:
             kh, kw, cin = graph.Tensors(op.Inputs(1)).ShapeAsNumpy()[1:]
             out = graph.Tensors(op.Outputs(0)).ShapeAsNumpy()

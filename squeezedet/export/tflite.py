@@ -38,6 +38,7 @@ from squeezedet.export.equivalence import (
     compare_keras_tflite,
     write_report,
 )
+from squeezedet.export.flatbuffer import compact_tflite
 from squeezedet.model.layers import BGR_MEANS
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ def export_tflite(
         representative = calibration.representative_dataset(calib_paths, cfg.model.input_size)
     graph = export_graph(model, cfg.model, ranges)
     try:
-        flatbuffer = convert(graph, quantize, representative)
+        flatbuffer = compact_tflite(convert(graph, quantize, representative))
     except SqueezeDetError:
         raise
     except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError...

@@ -21,7 +21,7 @@ from squeezedet.export.benchmark import gzip_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MagnitudePruning", "gzip_size", "polynomial_sparsity", "sparsity_report"]
+__all__ = ["MagnitudePruning", "gzip_size", "polynomial_sparsity", "prune_by_magnitude", "sparsity_report"]
 
 
 def polynomial_sparsity(step: int, final: float, begin: int, end: int) -> float:
@@ -90,15 +90,29 @@ class MagnitudePruning(keras.callbacks.Callback):
     def _update_masks(self, sparsity: float) -> None:
         for name, layer in self._layers.items():
             magnitude = np.abs(keras.ops.convert_to_numpy(layer.kernel)) * self.masks[name]
-            n_prune = round(sparsity * magnitude.size)
-            mask = np.ones(magnitude.size, bool)
-            mask[np.argsort(magnitude, axis=None, kind="stable")[:n_prune]] = False
-            self.masks[name] = mask.reshape(magnitude.shape) & self.masks[name]
+            self.masks[name] = keep_largest(magnitude, sparsity) & self.masks[name]
             self._multipliers[name] = self.masks[name].astype(np.float32)
 
     def _apply_masks(self) -> None:
         for name, layer in self._layers.items():
             layer.kernel.assign(layer.kernel * self._multipliers[name])
+
+
+def keep_largest(magnitude: np.ndarray, sparsity: float) -> np.ndarray:
+    """Boolean mask that drops the ``sparsity`` fraction of smallest entries (ties: first ones first)."""
+    mask = np.ones(magnitude.size, bool)
+    mask[np.argsort(magnitude, axis=None, kind="stable")[: round(sparsity * magnitude.size)]] = False
+    return mask.reshape(magnitude.shape)
+
+
+def prune_by_magnitude(model: keras.Model, sparsity: float, keep_dense: tuple[str, ...] = ("conv1",)) -> None:
+    """One-shot: zero the ``sparsity`` smallest-magnitude weights of each conv kernel (not ``keep_dense``).
+
+    No fine-tuning, so accuracy drops; without training it shows what pruning does to the file sizes."""
+    for layer in _conv_layers(model):
+        if layer.name not in keep_dense:
+            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            layer.kernel.assign(kernel * keep_largest(np.abs(kernel), sparsity))
 
 
 def sparsity_report(model: keras.Model) -> dict[str, float]:
