@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import socket
 import ssl
 import threading
 import time
@@ -82,6 +83,37 @@ def _encode(payload) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+def tls_context(tls) -> ssl.SSLContext:
+    """Client TLS context: the broker's certificate checked against ``ca_certs`` (the system's CAs when
+    unset), ``certfile``/``keyfile`` for brokers that want client certificates."""
+    for key in ("ca_certs", "certfile", "keyfile"):
+        path = getattr(tls, key)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"mqtt.tls.{key}: {path}: file not found")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_certs)
+        if tls.certfile:
+            context.load_cert_chain(tls.certfile, tls.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"mqtt.tls: cannot load certificates ({exc})") from None
+    if tls.insecure:
+        context.check_hostname = False
+    return context
+
+
+def connect_error(host: str, port: int, context: ssl.SSLContext | None, timeout: float = 2.0) -> str:
+    """Why a connection fails, in words (paho only says that it did): refused, unresolvable, or the TLS
+    handshake's complaint such as an untrusted certificate. Empty when a connection works now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if context is not None:
+                with context.wrap_socket(sock, server_hostname=host):
+                    pass
+    except (OSError, ssl.SSLError) as exc:
+        return str(exc) or type(exc).__name__
+    return ""
+
+
 class MqttPublisher:
     """paho-mqtt client + bounded queue + publisher thread. All public methods are non-blocking
     except ``close()``, which flushes for at most ``flush_timeout_s``."""
@@ -112,16 +144,9 @@ class MqttPublisher:
         client.will_set(will_topic, OFFLINE, qos=1, retain=True)
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls is not None:
-            for key in ("ca_certs", "certfile", "keyfile"):
-                path = getattr(cfg.tls, key)
-                if path and not os.path.isfile(path):
-                    raise ConfigError(f"mqtt.tls.{key}: {path}: file not found")
-            try:
-                client.tls_set(ca_certs=cfg.tls.ca_certs, certfile=cfg.tls.certfile, keyfile=cfg.tls.keyfile)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"mqtt.tls: cannot load certificates ({exc})") from None
-            client.tls_insecure_set(cfg.tls.insecure)
+        self._ssl_context = tls_context(cfg.tls) if cfg.tls is not None else None
+        if self._ssl_context is not None:
+            client.tls_set_context(self._ssl_context)
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         client.max_inflight_messages_set(cfg.max_inflight)
         client.on_connect = self._on_connect
@@ -237,8 +262,9 @@ class MqttPublisher:
     def _on_connect_fail(self, client, userdata) -> None:
         if not self._fail_logged:
             self._fail_logged = True
-            log.warning("mqtt broker unreachable, retrying in the background",
-                        extra={"fields": {"host": self.cfg.host, "port": self.cfg.port}})
+            fields = {"host": self.cfg.host, "port": self.cfg.port,
+                      "reason": connect_error(self.cfg.host, self.cfg.port, self._ssl_context)}
+            log.warning("mqtt broker unreachable, retrying in the background", extra={"fields": fields})
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._cond:

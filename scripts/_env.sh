@@ -50,6 +50,10 @@ ensure_mosquitto() {
   apt_install mosquitto
 }
 
+ensure_openssl() {  # the TLS broker test makes a throw-away CA with it
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
+}
+
 mosquitto_bin() {
   command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto
 }

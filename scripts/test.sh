@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: venv + deps (TensorFlow CPU, LiteRT, OpenCV, paho-mqtt,
-# albumentations, pytest), mosquitto for the broker tests, then pytest. Extra args go to pytest.
+# albumentations, pytest), mosquitto and openssl for the broker tests, then pytest. Extra args go to pytest.
 source "$(dirname "$0")/_env.sh"
 ensure_mosquitto
+ensure_openssl
 ensure_venv "train-cpu,edge,dev"
 cd "$REPO_ROOT"
 log "running the test suite"

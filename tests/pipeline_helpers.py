@@ -24,6 +24,7 @@ import textwrap
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ import pytest
 import yaml
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 CLASSES = ["car", "person"]
 MODEL_W, MODEL_H = 128, 64
 FRAME_W, FRAME_H = 256, 128  # frames are 2x the model input: boxes must come back scaled
@@ -171,21 +174,32 @@ def free_port() -> int:
 class Broker:
     """A private mosquitto on 127.0.0.1; persistence on, so a restart keeps persistent sessions."""
 
-    def __init__(self, workdir: Path, port: int | None = None):
+    def __init__(self, workdir: Path, port: int | None = None, tls: TLSFiles | None = None,
+                 users: dict[str, str] | None = None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
+        self.tls = tls
+        self.users = users  # name -> password; anonymous clients are refused when set
 
     def start(self, timeout: float = 10.0) -> Broker:
         if not Path(MOSQUITTO).is_file():
             pytest.skip("mosquitto is not installed")
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
-            f"persistence true\npersistence_location {self.dir}/\nmax_queued_messages 100000\n"
-            f"log_dest file {self.dir}/mosquitto.log\n"
-        )
+        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence true",
+                 f"persistence_location {self.dir}/", "max_queued_messages 100000",
+                 f"log_dest file {self.dir}/mosquitto.log"]
+        if self.tls:
+            lines += [f"cafile {self.tls.ca}", f"certfile {self.tls.cert}", f"keyfile {self.tls.key}"]
+        if self.users:
+            passwd = self.dir / "passwd"
+            passwd.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+            subprocess.run([MOSQUITTO_PASSWD, "-U", str(passwd)], check=True, capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {passwd}"]
+        else:
+            lines.append("allow_anonymous true")
+        conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -209,6 +223,32 @@ class Broker:
         self.proc = None
 
 
+@dataclass
+class TLSFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls_files(folder: Path, name: str = "test") -> TLSFiles:
+    """A throw-away CA and a server certificate it signed for 127.0.0.1 / localhost (openssl CLI)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = folder / f"{name}-ca.crt", folder / f"{name}-ca.key"
+    cert, key, csr = folder / f"{name}-server.crt", folder / f"{name}-server.key", folder / f"{name}-server.csr"
+    ext = folder / f"{name}-san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def openssl(*args):
+        subprocess.run([OPENSSL, *map(str, args)], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name} test CA",
+            "-keyout", ca_key, "-out", ca)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", key, "-out", csr)
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+            "-extfile", ext, "-out", cert)
+    return TLSFiles(ca, cert, key)
+
+
 @pytest.fixture(name="broker")
 def broker_fixture(tmp_path):
     b = Broker(tmp_path / "broker").start()
@@ -219,7 +259,8 @@ def broker_fixture(tmp_path):
 class Collector:
     """Subscribes (QoS 1) and records every message; reconnects on its own after a broker restart."""
 
-    def __init__(self, port: int, topics=("#",), client_id: str | None = None, clean_session: bool = True):
+    def __init__(self, port: int, topics=("#",), client_id: str | None = None, clean_session: bool = True,
+                 ca: Path | None = None, auth: tuple[str, str] | None = None):
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -229,6 +270,10 @@ class Collector:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
                                   clean_session=clean_session)
         self.client.reconnect_delay_set(1, 1)
+        if ca:
+            self.client.tls_set(ca_certs=str(ca))
+        if auth:
+            self.client.username_pw_set(*auth)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message

@@ -1,6 +1,7 @@
 """The daemon against a real mosquitto: schema, last will, broker outage, camera loss, model reload."""
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pipeline_helpers import (  # noqa: F401 - fixtures
+    OPENSSL,
     RED,
     Broker,
     Collector,
@@ -20,13 +22,14 @@ from pipeline_helpers import (  # noqa: F401 - fixtures
     expected_box,
     free_port,
     install_model,
+    make_tls_files,
     run_in_thread,
     tiny_model_fixture,
     tiny_models_fixture,
     write_config,
 )
 
-from pipeline.config import EdgeConfig, MqttConfig
+from pipeline.config import EdgeConfig, MqttConfig, TLSConfig
 from pipeline.daemon import Daemon
 from pipeline.mqtt import MqttPublisher
 from pipeline.sources import SourceError
@@ -74,6 +77,72 @@ def test_publisher_queue_is_bounded_drops_oldest_and_delivers_after_reconnect(tm
         pub.set_state("t/availability", "offline")
         pub.close()
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """The broker's CA + certificate, and an unrelated CA that did not sign it."""
+    if not Path(OPENSSL).is_file():
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    return make_tls_files(folder, "broker"), make_tls_files(folder, "other")
+
+
+def warnings_of(caplog, message):
+    return [r.fields for r in caplog.records if r.getMessage() == message]
+
+
+def test_tls_and_password_against_a_real_broker(tmp_path, tls_files, caplog):
+    trusted, other = tls_files
+    broker = Broker(tmp_path / "broker", tls=trusted, users={"edge": "s3cret", "dashboard": "pw"}).start()
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, username="edge", password="s3cret",
+                     tls=TLSConfig(ca_certs=str(trusted.ca)), reconnect_min_s=1, reconnect_max_s=1,
+                     flush_timeout_s=2)
+    collector = Collector(broker.port, ["t/#"], ca=trusted.ca, auth=("dashboard", "pw"))
+    try:
+        pub = MqttPublisher(cfg, "pub-tls", "t/availability")
+        pub.set_state("t/availability", "online")
+        pub.start()
+        pub.publish("t/data", {"n": 1}, qos=1)
+        assert collector.wait_for(lambda: collector.json("t/data") == [{"n": 1}])
+        assert collector.wait_for(lambda: collector.last("t/availability") == "online")
+        pub.close()
+
+        with caplog.at_level(logging.WARNING, logger="pipeline.mqtt"):
+            # the broker refuses a wrong password; the reason is logged and nothing gets through
+            wrong = MqttPublisher(cfg.model_copy(update={"password": "wrong"}), "pub-wrong", "t/availability")
+            wrong.start()
+            wrong.publish("t/data", {"n": "wrong password"}, qos=1)
+            # the certificate of the broker is not signed by the CA this client trusts
+            untrusted = MqttPublisher(cfg.model_copy(update={"tls": TLSConfig(ca_certs=str(other.ca))}),
+                                      "pub-untrusted", "t/availability")
+            untrusted.start()
+            untrusted.publish("t/data", {"n": "untrusted"}, qos=1)
+            assert collector.wait_for(lambda: warnings_of(caplog, "mqtt connection refused")
+                                      and warnings_of(caplog, "mqtt broker unreachable, retrying in the background"))
+            assert not wrong.connected and not untrusted.connected
+            wrong.close()
+            untrusted.close()
+        assert warnings_of(caplog, "mqtt connection refused")[0]["reason"] == "Not authorized"
+        unreachable = warnings_of(caplog, "mqtt broker unreachable, retrying in the background")[0]
+        assert unreachable["port"] == broker.port and "CERTIFICATE_VERIFY_FAILED" in unreachable["reason"]
+        assert collector.json("t/data") == [{"n": 1}]
+    finally:
+        collector.close()
+        broker.stop()
+
+
+def test_unreachable_broker_reason_is_logged(caplog):
+    port = free_port()  # nothing listens there
+    with caplog.at_level(logging.WARNING, logger="pipeline.mqtt"):
+        pub = MqttPublisher(MqttConfig(host="127.0.0.1", port=port, flush_timeout_s=0), "pub-x", "t/availability")
+        pub.start()
+        deadline = time.monotonic() + 10
+        while not warnings_of(caplog, "mqtt broker unreachable, retrying in the background") and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        pub.close()
+    assert "Connection refused" in warnings_of(caplog, "mqtt broker unreachable, retrying in the background")[0]["reason"]
 
 
 def test_daemon_messages_follow_the_documented_schema(broker, tmp_path, tiny_model, car_video):
