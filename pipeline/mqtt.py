@@ -90,8 +90,14 @@ def tls_context(tls) -> ssl.SSLContext:
         path = getattr(tls, key)
         if path and not os.path.isfile(path):
             raise ConfigError(f"mqtt.tls.{key}: {path}: file not found")
+    # PROTOCOL_TLS_CLIENT: certificate and host name required. Not create_default_context(): from
+    # Python 3.13 it adds VERIFY_X509_STRICT, which rejects the usual home-made mosquitto CA.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_certs)
+        if tls.ca_certs:
+            context.load_verify_locations(cafile=tls.ca_certs)
+        else:
+            context.load_default_certs()
         if tls.certfile:
             context.load_cert_chain(tls.certfile, tls.keyfile)
     except (OSError, ssl.SSLError) as exc:
@@ -109,7 +115,7 @@ def connect_error(host: str, port: int, context: ssl.SSLContext | None, timeout:
             if context is not None:
                 with context.wrap_socket(sock, server_hostname=host):
                     pass
-    except (OSError, ssl.SSLError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a diagnosis: whatever went wrong is the answer
         return str(exc) or type(exc).__name__
     return ""
 
@@ -260,11 +266,15 @@ class MqttPublisher:
         log.info("mqtt connected", extra={"fields": {"host": self.cfg.host, "port": self.cfg.port}})
 
     def _on_connect_fail(self, client, userdata) -> None:
-        if not self._fail_logged:
+        if not self._fail_logged and not self._closing:
             self._fail_logged = True
-            fields = {"host": self.cfg.host, "port": self.cfg.port,
-                      "reason": connect_error(self.cfg.host, self.cfg.port, self._ssl_context)}
-            log.warning("mqtt broker unreachable, retrying in the background", extra={"fields": fields})
+            # The probe may take seconds (DNS, handshake): not on paho's network thread.
+            threading.Thread(target=self._log_unreachable, name="mqtt-diagnose", daemon=True).start()
+
+    def _log_unreachable(self) -> None:
+        fields = {"host": self.cfg.host, "port": self.cfg.port,
+                  "reason": connect_error(self.cfg.host, self.cfg.port, self._ssl_context)}
+        log.warning("mqtt broker unreachable, retrying in the background", extra={"fields": fields})
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._cond:
@@ -274,7 +284,7 @@ class MqttPublisher:
                 del self._inflight[mid]
             self._cond.notify_all()
         if not self._closing:
-            self._fail_logged = True
+            self._fail_logged = False  # the first failed reconnect of this outage says why
             log.warning("mqtt disconnected, reconnecting in the background",
                         extra={"fields": {"reason": str(reason_code), "queued": len(self._queue)}})
 

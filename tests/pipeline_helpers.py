@@ -195,6 +195,7 @@ class Broker:
         if self.users:
             passwd = self.dir / "passwd"
             passwd.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+            passwd.chmod(0o600)
             subprocess.run([MOSQUITTO_PASSWD, "-U", str(passwd)], check=True, capture_output=True)
             lines += ["allow_anonymous false", f"password_file {passwd}"]
         else:
@@ -230,22 +231,27 @@ class TLSFiles:
     key: Path
 
 
-def make_tls_files(folder: Path, name: str = "test") -> TLSFiles:
-    """A throw-away CA and a server certificate it signed for 127.0.0.1 / localhost (openssl CLI)."""
+def make_tls_files(folder: Path, name: str = "test", names: str = "IP:127.0.0.1,DNS:localhost") -> TLSFiles:
+    """A throw-away CA and a server certificate it signed for ``names`` (subjectAltName), via openssl."""
     folder.mkdir(parents=True, exist_ok=True)
     ca, ca_key = folder / f"{name}-ca.crt", folder / f"{name}-ca.key"
     cert, key, csr = folder / f"{name}-server.crt", folder / f"{name}-server.key", folder / f"{name}-server.csr"
-    ext = folder / f"{name}-san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ext = folder / f"{name}-server.ext"
+    ext.write_text(f"subjectAltName={names}\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                   "extendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n")
 
     def openssl(*args):
         subprocess.run([OPENSSL, *map(str, args)], check=True, capture_output=True)
 
+    # A CA as Python 3.13's strict verification wants it (basicConstraints and keyUsage, critical).
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name} test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
             "-keyout", ca_key, "-out", ca)
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", key, "-out", csr)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mqtt test broker", "-keyout", key, "-out", csr)
     openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
             "-extfile", ext, "-out", cert)
+    for secret in (ca_key, key):
+        secret.chmod(0o600)
     return TLSFiles(ca, cert, key)
 
 

@@ -9,7 +9,7 @@ from conftest import ASSETS
 
 from squeezedet.core.preprocess import read_image_rgb, resize_for_model
 from squeezedet.export import calibration
-from squeezedet.export.flatbuffer import compact_tflite, schema, short_name
+from squeezedet.export.flatbuffer import compact_tflite, same_outputs, schema, short_name
 
 pytestmark = pytest.mark.slow
 
@@ -101,9 +101,23 @@ def test_names_say_layer_and_role_and_data_stays_aligned(converted):
     assert max(map(len, names)) < 40
     base = np.frombuffer(data, np.uint8).ctypes.data
     offsets = [(model.Buffers(i).DataAsNumpy().ctypes.data - base) % 16
-               for i in range(model.BuffersLength()) if model.Buffers(i).DataLength() >= 64]
+               for i in range(model.BuffersLength()) if model.Buffers(i).DataLength()]
     assert offsets and not any(offsets)
     assert compact_tflite(data) == data  # idempotent
+
+
+def test_export_keeps_the_converter_file_unless_compaction_is_exact(converted, monkeypatch, caplog):
+    from squeezedet.export import tflite
+
+    data = converted["int8"]
+    assert tflite.compacted(data) == compact_tflite(data)
+    assert same_outputs(converted["fp32"], converted["fp32"]) and not same_outputs(converted["fp32"], data)
+    monkeypatch.setattr(tflite, "same_outputs", lambda a, b: False)
+    assert tflite.compacted(data) == data
+    monkeypatch.undo()
+    monkeypatch.setattr(tflite, "compact_tflite", lambda d: d[:100])  # not a model at all
+    assert tflite.compacted(data) == data
+    assert "keeping the converter's file" in caplog.text
 
 
 def test_short_name():

@@ -81,54 +81,105 @@ def test_publisher_queue_is_bounded_drops_oldest_and_delivers_after_reconnect(tm
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
-    """The broker's CA + certificate, and an unrelated CA that did not sign it."""
+    """The broker's CA + certificate, an unrelated CA that did not sign it, and a certificate that
+    names only "localhost" (so connecting to 127.0.0.1 is a host name mismatch)."""
     if not Path(OPENSSL).is_file():
         pytest.skip("openssl is not installed")
     folder = tmp_path_factory.mktemp("tls")
-    return make_tls_files(folder, "broker"), make_tls_files(folder, "other")
+    return (make_tls_files(folder, "broker"), make_tls_files(folder, "other"),
+            make_tls_files(folder, "dnsonly", names="DNS:localhost"))
 
 
 def warnings_of(caplog, message):
     return [r.fields for r in caplog.records if r.getMessage() == message]
 
 
+UNREACHABLE = "mqtt broker unreachable, retrying in the background"
+
+
+def tls_config(port, ca, **overrides) -> MqttConfig:
+    return MqttConfig(host="127.0.0.1", port=port, username="edge", password="s3cret",
+                      tls=TLSConfig(ca_certs=str(ca)), reconnect_min_s=1, reconnect_max_s=1, flush_timeout_s=2,
+                      **overrides)
+
+
 def test_tls_and_password_against_a_real_broker(tmp_path, tls_files, caplog):
-    trusted, other = tls_files
+    trusted, other, _ = tls_files
     broker = Broker(tmp_path / "broker", tls=trusted, users={"edge": "s3cret", "dashboard": "pw"}).start()
-    cfg = MqttConfig(host="127.0.0.1", port=broker.port, username="edge", password="s3cret",
-                     tls=TLSConfig(ca_certs=str(trusted.ca)), reconnect_min_s=1, reconnect_max_s=1,
-                     flush_timeout_s=2)
+    cfg = tls_config(broker.port, trusted.ca)
     collector = Collector(broker.port, ["t/#"], ca=trusted.ca, auth=("dashboard", "pw"))
+    publishers = []
     try:
         pub = MqttPublisher(cfg, "pub-tls", "t/availability")
+        publishers.append(pub)
         pub.set_state("t/availability", "online")
         pub.start()
         pub.publish("t/data", {"n": 1}, qos=1)
         assert collector.wait_for(lambda: collector.json("t/data") == [{"n": 1}])
         assert collector.wait_for(lambda: collector.last("t/availability") == "online")
-        pub.close()
 
         with caplog.at_level(logging.WARNING, logger="pipeline.mqtt"):
             # the broker refuses a wrong password; the reason is logged and nothing gets through
             wrong = MqttPublisher(cfg.model_copy(update={"password": "wrong"}), "pub-wrong", "t/availability")
-            wrong.start()
-            wrong.publish("t/data", {"n": "wrong password"}, qos=1)
             # the certificate of the broker is not signed by the CA this client trusts
             untrusted = MqttPublisher(cfg.model_copy(update={"tls": TLSConfig(ca_certs=str(other.ca))}),
                                       "pub-untrusted", "t/availability")
-            untrusted.start()
-            untrusted.publish("t/data", {"n": "untrusted"}, qos=1)
+            publishers += [wrong, untrusted]
+            for p in (wrong, untrusted):
+                p.start()
+                p.publish("t/data", {"n": "must not arrive"}, qos=1)
             assert collector.wait_for(lambda: warnings_of(caplog, "mqtt connection refused")
-                                      and warnings_of(caplog, "mqtt broker unreachable, retrying in the background"))
+                                      and warnings_of(caplog, UNREACHABLE))
             assert not wrong.connected and not untrusted.connected
-            wrong.close()
-            untrusted.close()
         assert warnings_of(caplog, "mqtt connection refused")[0]["reason"] == "Not authorized"
-        unreachable = warnings_of(caplog, "mqtt broker unreachable, retrying in the background")[0]
+        unreachable = warnings_of(caplog, UNREACHABLE)[0]
         assert unreachable["port"] == broker.port and "CERTIFICATE_VERIFY_FAILED" in unreachable["reason"]
         assert collector.json("t/data") == [{"n": 1}]
     finally:
+        for p in publishers:
+            p.close()
         collector.close()
+        broker.stop()
+
+
+def test_tls_host_name_is_checked_unless_insecure(tmp_path, tls_files, caplog):
+    _, other, dns_only = tls_files  # the broker's certificate says "localhost"; the client dials 127.0.0.1
+    broker = Broker(tmp_path / "broker", tls=dns_only, users={"edge": "s3cret"}).start()
+    publishers = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="pipeline.mqtt"):
+            strict = MqttPublisher(tls_config(broker.port, dns_only.ca), "pub-strict", "t/availability")
+            publishers.append(strict)
+            strict.start()
+            deadline = time.monotonic() + 10
+            while not warnings_of(caplog, UNREACHABLE) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert "IP address mismatch" in warnings_of(caplog, UNREACHABLE)[0]["reason"]
+        assert not strict.connected
+        insecure_cfg = tls_config(broker.port, dns_only.ca).model_copy(
+            update={"tls": TLSConfig(ca_certs=str(dns_only.ca), insecure=True)})
+        lax = MqttPublisher(insecure_cfg, "pub-insecure", "t/availability")
+        publishers.append(lax)
+        lax.start()
+        deadline = time.monotonic() + 10
+        while not lax.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lax.connected
+        # insecure skips the name only: a certificate from an unknown CA is still refused
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="pipeline.mqtt"):
+            unknown = MqttPublisher(insecure_cfg.model_copy(
+                update={"tls": TLSConfig(ca_certs=str(other.ca), insecure=True)}), "pub-unknown", "t/availability")
+            publishers.append(unknown)
+            unknown.start()
+            deadline = time.monotonic() + 10
+            while not warnings_of(caplog, UNREACHABLE) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert "CERTIFICATE_VERIFY_FAILED" in warnings_of(caplog, UNREACHABLE)[0]["reason"]
+        assert not unknown.connected
+    finally:
+        for p in publishers:
+            p.close()
         broker.stop()
 
 
@@ -138,11 +189,10 @@ def test_unreachable_broker_reason_is_logged(caplog):
         pub = MqttPublisher(MqttConfig(host="127.0.0.1", port=port, flush_timeout_s=0), "pub-x", "t/availability")
         pub.start()
         deadline = time.monotonic() + 10
-        while not warnings_of(caplog, "mqtt broker unreachable, retrying in the background") and \
-                time.monotonic() < deadline:
+        while not warnings_of(caplog, UNREACHABLE) and time.monotonic() < deadline:
             time.sleep(0.05)
         pub.close()
-    assert "Connection refused" in warnings_of(caplog, "mqtt broker unreachable, retrying in the background")[0]["reason"]
+    assert "Connection refused" in warnings_of(caplog, UNREACHABLE)[0]["reason"]
 
 
 def test_daemon_messages_follow_the_documented_schema(broker, tmp_path, tiny_model, car_video):

@@ -50,6 +50,14 @@ def load_interpreter(model_path, num_threads: int | None = None, delegate_path: 
     data = path.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelFileError(f"{path}: not a TFLite flatbuffer (empty or corrupt file, {len(data)} bytes)")
+    interp = interpreter_from_bytes(data, num_threads, delegate_path, label=str(path))
+    log.debug("loaded %s with %s (threads=%s)", path, runtime_name(), num_threads)
+    return interp
+
+
+def interpreter_from_bytes(data: bytes, num_threads: int | None = None, delegate_path: str | None = None,
+                           label: str = "model"):
+    """A ready interpreter for flatbuffer ``data`` (``label`` names it in errors)."""
     mod, name = _interpreter_module()
     delegates = None
     if delegate_path:
@@ -62,8 +70,7 @@ def load_interpreter(model_path, num_threads: int | None = None, delegate_path: 
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: TFLite runtime ({name}) rejected the model: {msg}") from None
-    log.debug("loaded %s with %s (threads=%s)", path, name, num_threads)
+        raise ModelFileError(f"{label}: TFLite runtime ({name}) rejected the model: {msg}") from None
     return interp
 
 

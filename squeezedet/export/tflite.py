@@ -38,7 +38,7 @@ from squeezedet.export.equivalence import (
     compare_keras_tflite,
     write_report,
 )
-from squeezedet.export.flatbuffer import compact_tflite
+from squeezedet.export.flatbuffer import compact_tflite, same_outputs
 from squeezedet.model.layers import BGR_MEANS
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,20 @@ def convert(graph: keras.Model, quantize: str, representative=None) -> bytes:
         return debugger.get_nondebug_quantized_model()
 
 
+def compacted(flatbuffer: bytes) -> bytes:
+    """``compact_tflite(flatbuffer)`` if the interpreter gives it bit-identical outputs, else the original
+    (a schema newer than the one in this Python environment could lose a field in the rewrite)."""
+    try:
+        small = compact_tflite(flatbuffer)
+        if same_outputs(flatbuffer, small):
+            log.info("compacted the flatbuffer: %d -> %d bytes, outputs bit-identical", len(flatbuffer), len(small))
+            return small
+        log.warning("compacted flatbuffer computes differently; keeping the converter's file")
+    except Exception as exc:  # noqa: BLE001 - compaction is an optimisation, never a reason to fail
+        log.warning("could not compact the flatbuffer (%s); keeping the converter's file", exc)
+    return flatbuffer
+
+
 def model_id(cfg: Config, quantize: str) -> str:
     return f"{cfg.model.architecture}-{quantize}-{cfg.hash()[:8]}"
 
@@ -196,12 +210,13 @@ def export_tflite(
         representative = calibration.representative_dataset(calib_paths, cfg.model.input_size)
     graph = export_graph(model, cfg.model, ranges)
     try:
-        flatbuffer = compact_tflite(convert(graph, quantize, representative))
+        flatbuffer = convert(graph, quantize, representative)
     except SqueezeDetError:
         raise
     except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{weights_path}: the TFLite converter rejected the model ({quantize}): {msg}") from None
+    flatbuffer = compacted(flatbuffer)
     atomic_write_bytes(output, flatbuffer)
     write_metadata(output, _metadata(cfg, quantize, weights_path, len(calib_paths), ranges))
     log.info("wrote %s (%s, %.2f MB) and its metadata", output, quantize, len(flatbuffer) / 1e6)
