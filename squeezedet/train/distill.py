@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from squeezedet.errors import ConfigError
-from squeezedet.train.loss import SqueezeDetLoss, split_raw
+from squeezedet.train.loss import SqueezeDetLoss, replicas_in_sync, split_raw
 
 #: Teacher confidence above which its deltas are used as a box target.
 BOX_HINT_MIN_CONF = 0.5
@@ -78,18 +78,18 @@ class Distiller(keras.Model):
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         teacher_raw = tf.stop_gradient(tf.cast(self.teacher(x, training=False), tf.float32))
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = float(replicas_in_sync())
         with tf.GradientTape() as tape:
             student_raw = tf.cast(self.student(x, training=True), tf.float32)
-            gt_loss = self.base_loss(y, student_raw)
+            gt_share = self.base_loss(y, student_raw)  # already this replica's share of the global loss
             distill_loss = tf.add_n(list(self.distillation_terms(student_raw, teacher_raw).values()))
-            loss = gt_loss + self.weight * distill_loss
-            if self.student.losses:
-                loss += tf.add_n(self.student.losses)
-            scaled = self.optimizer.scale_loss(loss / replicas)
+            extra = tf.add_n(self.student.losses) if self.student.losses else 0.0
+            # replicas' gradients are summed: the per-replica means are divided by the replica count
+            scaled = self.optimizer.scale_loss(gt_share + (self.weight * distill_loss + extra) / replicas)
         variables = self.student.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        self.loss_tracker.update_state(loss)
+        gt_loss = gt_share * replicas  # the trackers average over replicas
+        self.loss_tracker.update_state(gt_loss + self.weight * distill_loss + extra)
         self.gt_loss_tracker.update_state(gt_loss)
         self.distill_loss_tracker.update_state(distill_loss)
         return {m.name: m.result() for m in self.metrics}

@@ -5,6 +5,13 @@ class cross-entropy on positive anchors; confidence regressed towards the IoU of
 anchor's decoded box with its GT (no gradient through the IoU) and towards 0 elsewhere, with separate
 positive/negative weights; L2 on the box deltas of positive anchors. Normalised by the number of
 objects in the batch (at least 1), so an empty batch gives a finite loss.
+
+Under tf.distribute each replica holds part of the global batch. The normalisers (object count, batch
+size) are then summed over replicas, and each replica returns its *share* of the global-batch loss:
+the shares add up to exactly the loss one device computes on the whole batch, and so do the summed
+gradients. N GPUs at global batch B therefore train like one GPU at batch B (a test checks the update),
+instead of each replica normalising by its own few objects. Logged values are the global-batch loss
+(see ``replicas_in_sync`` and its users).
 """
 
 from __future__ import annotations
@@ -16,6 +23,19 @@ import tensorflow as tf
 from squeezedet.core.boxes import EXP_THRESH
 
 EPSILON = 1e-16
+
+
+def replicas_in_sync() -> int:
+    """Replicas of the current tf.distribute strategy (1 without one)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def global_sums(*values):
+    """``values`` summed over the replicas when called inside a multi-replica step, else as they are."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return values
+    return tuple(ctx.all_reduce(tf.distribute.ReduceOp.SUM, list(values)))
 
 
 def split_raw(y_pred, num_anchors: int, num_classes: int):
@@ -83,7 +103,7 @@ class SqueezeDetLoss(keras.losses.Loss):
         self.coef_bbox = coef_bbox
 
     def components(self, y_true, y_pred) -> dict:
-        """The three loss terms as scalars (for logging and for the total)."""
+        """The three loss terms as scalars (this replica's share of them under tf.distribute)."""
         c = self.num_classes
         y_true = tf.cast(y_true, tf.float32)
         anchors = tf.constant(self.anchors_np)
@@ -93,7 +113,9 @@ class SqueezeDetLoss(keras.losses.Loss):
         target_deltas = y_true[..., 1:5]
         onehot = y_true[..., 5 : 5 + c]
         gt_boxes = y_true[..., 5 + c : 9 + c]
-        num_obj = tf.maximum(tf.reduce_sum(mask), 1.0)
+        batch = tf.cast(tf.shape(mask)[0], tf.float32)
+        num_obj, batch = global_sums(tf.stop_gradient(tf.reduce_sum(mask)), batch)  # over the global batch
+        num_obj = tf.maximum(num_obj, 1.0)
         n_total = float(self.num_anchors_total)
 
         probs = tf.nn.softmax(cls_logits, axis=-1)
@@ -107,7 +129,7 @@ class SqueezeDetLoss(keras.losses.Loss):
         w = mask * self.coef_conf_pos / num_obj + (1.0 - mask) * self.coef_conf_neg / tf.maximum(
             n_total - obj_per_img, 1.0
         )
-        conf_loss = tf.reduce_mean(tf.reduce_sum(tf.square(ious - conf) * w, axis=1))
+        conf_loss = tf.reduce_sum(tf.square(ious - conf) * w) / batch  # mean over the global batch
 
         bbox_loss = self.coef_bbox * tf.reduce_sum(tf.square(mask[..., None] * (deltas - target_deltas))) / num_obj
         return {"class_loss": class_loss, "conf_loss": conf_loss, "bbox_loss": bbox_loss}

@@ -29,7 +29,7 @@ from squeezedet.inference import load_weights
 from squeezedet.model import build_model, count_params
 from squeezedet.model.pretrained import load_pretrained_backbone
 from squeezedet.train import callbacks as cb
-from squeezedet.train.loss import loss_from_config
+from squeezedet.train.loss import loss_from_config, replicas_in_sync
 from squeezedet.train.schedules import WarmupDecay
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,11 @@ def configure_precision(mode: str) -> str:
 
 
 def _loss_metric(loss, part):
+    """A logged loss term: the replica's share times the replica count, which Keras averages over
+    replicas into the global-batch value."""
+
     def metric(y_true, y_pred):
-        return loss.components(y_true, y_pred)[part]
+        return loss.components(y_true, y_pred)[part] * float(replicas_in_sync())
 
     metric.__name__ = part
     return metric

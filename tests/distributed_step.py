@@ -1,0 +1,51 @@
+"""One training step of squeezedet.train.trainer.train, on one device or mirrored over two logical CPUs.
+
+Run as a script (TensorFlow's devices must be set before it starts, so not inside pytest):
+    python tests/distributed_step.py OUT_DIR none|mirrored LEARNING_RATE
+Prints the step's logged metrics as JSON; the weights after the step are OUT_DIR/run/last.weights.h5.
+"""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+import yaml  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import SAMPLE_ROOT, tiny_config_dict  # noqa: E402
+
+IMAGES = ("000008", "000003")
+
+
+def main(out: Path, mode: str, learning_rate: float) -> None:
+    import squeezedet.train.trainer as trainer
+    from squeezedet.config import load_config
+
+    if mode == "mirrored":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        trainer.select_strategy = lambda kind: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # Two real images with 6 cars and 1 car: per-replica normalisers would differ from the global ones.
+    data = out / "data"
+    for sub in ("image_2", "label_2"):
+        (data / "training" / sub).mkdir(parents=True, exist_ok=True)
+    for name in IMAGES:
+        shutil.copy(SAMPLE_ROOT / f"training/image_2/{name}.jpg", data / f"training/image_2/{name}.jpg")
+        shutil.copy(SAMPLE_ROOT / f"training/label_2/{name}.txt", data / f"training/label_2/{name}.txt")
+    (data / "train.txt").write_text("\n".join(IMAGES) + "\n")
+    cfg_dict = tiny_config_dict(data)
+    cfg_dict["train"].update({"batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "warmup_steps": 0,
+                              "lr_decay": "none", "momentum": 0.0, "weight_decay": 0.0, "clip_norm": 1e6,
+                              "learning_rate": learning_rate})
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg_dict))
+    result = trainer.train(load_config(out / "config.yaml"), out / "run", verbose=0)
+    print(json.dumps({"replicas": json.loads((out / "run/train_metrics.json").read_text())["summary"]["replicas"],
+                      **result.history[-1]}))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]))
