@@ -1,7 +1,9 @@
-"""One training step of squeezedet.train.trainer.train, on one device or mirrored over two logical CPUs.
+"""One training step of squeezedet.train.trainer.train: on one device, mirrored over two logical CPUs, or
+on one device in mixed precision.
 
-Run as a script (TensorFlow's devices must be set before it starts, so not inside pytest):
-    python tests/distributed_step.py OUT_DIR none|mirrored LEARNING_RATE
+Run as a script (TensorFlow's devices and Keras' global dtype policy are process-wide, so not inside
+pytest):
+    python tests/train_step_probe.py OUT_DIR none|mirrored|mixed LEARNING_RATE
 Prints the step's logged metrics as JSON; the weights after the step are OUT_DIR/run/last.weights.h5.
 """
 
@@ -40,10 +42,12 @@ def main(out: Path, mode: str, learning_rate: float) -> None:
     cfg_dict = tiny_config_dict(data)
     cfg_dict["train"].update({"batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "warmup_steps": 0,
                               "lr_decay": "none", "momentum": 0.0, "weight_decay": 0.0, "clip_norm": 1e6,
-                              "learning_rate": learning_rate})
+                              "learning_rate": learning_rate,
+                              "mixed_precision": "on" if mode == "mixed" else "off"})
     (out / "config.yaml").write_text(yaml.safe_dump(cfg_dict))
     result = trainer.train(load_config(out / "config.yaml"), out / "run", verbose=0)
-    print(json.dumps({"replicas": json.loads((out / "run/train_metrics.json").read_text())["summary"]["replicas"],
+    summary = json.loads((out / "run/train_metrics.json").read_text())["summary"]
+    print(json.dumps({"replicas": summary["replicas"], "precision": summary["precision"],
                       **result.history[-1]}))
 
 
