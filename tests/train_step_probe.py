@@ -1,10 +1,12 @@
-"""One training step of squeezedet.train.trainer.train: on one device, mirrored over two logical CPUs, or
-on one device in mixed precision.
+"""One training step of squeezedet.train.trainer.train: on one device, mirrored over two logical CPUs,
+as one of two worker processes (MultiWorkerMirroredStrategy on loopback), or in mixed precision.
 
-Run as a script (TensorFlow's devices and Keras' global dtype policy are process-wide, so not inside
+Run as a script (TensorFlow's devices, cluster and Keras' dtype policy are process-wide, so not inside
 pytest):
     python tests/train_step_probe.py OUT_DIR none|mirrored|mixed LEARNING_RATE
-Prints the step's logged metrics as JSON; the weights after the step are OUT_DIR/run/last.weights.h5.
+    python tests/train_step_probe.py OUT_DIR worker LEARNING_RATE INDEX PORT0,PORT1
+Prints the step's logged metrics as JSON; the weights after the step are OUT_DIR/run/last.weights.h5
+(for workers: the chief's, worker 0).
 """
 
 import json
@@ -14,6 +16,11 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if len(sys.argv) > 5:  # a worker: the cluster must be known before TensorFlow starts
+    os.environ["TF_CONFIG"] = json.dumps({
+        "cluster": {"worker": [f"127.0.0.1:{port}" for port in sys.argv[5].split(",")]},
+        "task": {"type": "worker", "index": int(sys.argv[4])},
+    })
 import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 
@@ -43,10 +50,11 @@ def main(out: Path, mode: str, learning_rate: float) -> None:
     cfg_dict["train"].update({"batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "warmup_steps": 0,
                               "lr_decay": "none", "momentum": 0.0, "weight_decay": 0.0, "clip_norm": 1e6,
                               "learning_rate": learning_rate,
-                              "mixed_precision": "on" if mode == "mixed" else "off"})
+                              "mixed_precision": "on" if mode == "mixed" else "off",
+                              "distribution": "multi_worker" if mode == "worker" else "auto"})
     (out / "config.yaml").write_text(yaml.safe_dump(cfg_dict))
     result = trainer.train(load_config(out / "config.yaml"), out / "run", verbose=0)
-    summary = json.loads((out / "run/train_metrics.json").read_text())["summary"]
+    summary = json.loads((Path(result.output_dir) / "train_metrics.json").read_text())["summary"]
     print(json.dumps({"replicas": summary["replicas"], "precision": summary["precision"],
                       **result.history[-1]}))
 

@@ -78,6 +78,39 @@ def configure_precision(mode: str) -> str:
     return policy
 
 
+def patch_keras_for_multi_worker(model: keras.Model, dataset: tf.data.Dataset, strategy) -> None:
+    """Work around Keras 3's fit() under MultiWorkerMirroredStrategy (keras-team/keras#20585,
+    tensorflow/tensorflow#72388; still open in Keras 3.15), so several hosts can train:
+
+    * fit() builds the training state by averaging a first batch over all replicas, a cross-host
+      reduce of a distributed batch that fails: build it from the dataset's shapes and dtypes instead;
+    * each step's logs are averaged across hosts along axis 0, which scalars do not have: average
+      them as scalars.
+
+    Both touch Keras internals; a Keras without them is left alone, with a warning.
+    tests/test_train_strategies.py runs two worker processes on loopback and checks the update."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    needed = (hasattr(model, "_symbolic_build"), hasattr(keras_tf_trainer, "reduce_per_replica"))
+    if not all(needed):
+        log.warning("unknown Keras internals: multi-worker fit() is left to Keras as it is")
+        return
+    with strategy.scope():
+        model._symbolic_build(data_batch=dataset.element_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    original = getattr(keras_tf_trainer.reduce_per_replica, "__wrapped__", keras_tf_trainer.reduce_per_replica)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.__wrapped__ = original
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def _loss_metric(loss, part):
     """A logged loss term: the replica's share times the replica count, which Keras averages over
     replicas into the global-batch value."""
@@ -199,6 +232,7 @@ def train(
     ]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    patch_keras_for_multi_worker(fit_model, ds, strategy)
     t0 = time.perf_counter()
     fit_model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
                   verbose=verbose)
