@@ -222,3 +222,23 @@ def test_benchmark_counts_and_json(exports, tiny_trained, tmp_path, capsys):
     assert tfl_row["params"] - keras_row["params"] == 12 + channels
     assert tfl_row["macs"] - keras_row["macs"] == 9 * w * h
     assert 0 < tfl_row["gzip_bytes"] < tfl_row["size_bytes"] and tfl_row["median_ms"] > 0
+
+
+@pytest.mark.slow
+def test_benchmark_takes_a_saved_keras_model(tiny_trained, tmp_path, capsys):
+    from squeezedet.export.tflite import load_inference_model
+    from squeezedet.model.squeezedet import count_macs
+
+    model = load_inference_model(tiny_trained.config.model, tiny_trained.weights_path)
+    saved = tmp_path / "tiny.keras"
+    model.save(saved)
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--model", str(saved), "--threads", "1", "--runs", "2", "--warmup", "1",
+                 "--output", str(out)]) == 0  # no --config: a .keras file carries its architecture
+    row = json.loads(out.read_text())["results"][0]
+    assert (row["model"], row["format"], row["macs"]) == ("tiny.keras", "keras fp32", count_macs(model))
+    assert row["size_bytes"] == saved.stat().st_size and row["median_ms"] > 0
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    err = one_line_error(capsys, "benchmark", "--model", str(bad), "--threads", "1", "--runs", "1")
+    assert "bad.keras: cannot load the Keras model" in err

@@ -111,26 +111,35 @@ def configure_tf_threads(threads: int) -> int:
     return tf.config.threading.get_intra_op_parallelism_threads()
 
 
-def bench_keras(weights_path, cfg, runs: int = 50, warmup: int = 5) -> dict:
+def bench_keras(model_path, cfg=None, runs: int = 50, warmup: int = 5) -> dict:
+    """Keras latency: ``.weights.h5`` + its ``cfg``, or a whole saved ``.keras`` model (no cfg needed)."""
     import keras
     import tensorflow as tf
 
     from squeezedet.export.tflite import load_inference_model
     from squeezedet.model.squeezedet import count_macs, count_params
 
-    weights_path = Path(weights_path)
-    model = load_inference_model(cfg.model, weights_path)
+    model_path = Path(model_path)
+    if model_path.suffix == ".keras":
+        try:
+            model = keras.saving.load_model(model_path, compile=False)
+        except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, OSError, TypeError...
+            raise ModelFileError(f"{model_path}: cannot load the Keras model ({exc})") from None
+        shape = tuple(model.inputs[0].shape[1:])
+    else:
+        model = load_inference_model(cfg.model, model_path)
+        shape = (cfg.model.input_height, cfg.model.input_width, 3)
     forward = tf.function(lambda x: model(x, training=False))
-    x = tf.constant(_frame((1, cfg.model.input_height, cfg.model.input_width, 3)))
+    x = tf.constant(_frame((1, *shape)))
     times = time_calls(lambda: forward(x).numpy(), runs, max(warmup, 1))
     return {
-        "model": weights_path.name,
+        "model": model_path.name,
         "format": "keras fp32",
         "runtime": f"tensorflow {tf.__version__} / keras {keras.__version__}",
         "threads": tf.config.threading.get_intra_op_parallelism_threads() or "all",
         **_summary(times),
-        "size_bytes": weights_path.stat().st_size,
-        "gzip_bytes": gzip_size(weights_path),
+        "size_bytes": model_path.stat().st_size,
+        "gzip_bytes": gzip_size(model_path),
         "params": count_params(model),
         "macs": count_macs(model),
     }

@@ -37,10 +37,11 @@ def register(sub) -> None:
         "benchmark",
         help="latency, FPS, size, params and MACs of .tflite files and Keras weights",
         description="Time single-image inference of each --model at each thread count; print a table and "
-        "optionally write JSON. Keras weights use --config (in order) or the config.yaml beside them.",
+        "optionally write JSON. Keras .weights.h5 use --config (in order) or the config.yaml beside them; a "
+        "saved .keras model needs none.",
     )
-    b.add_argument("--model", action="append", required=True, help=".tflite or .weights.h5 (repeatable)")
-    b.add_argument("--config", action="append", default=[], help="config of each Keras --model, in order")
+    b.add_argument("--model", action="append", required=True, help=".tflite, .keras or .weights.h5 (repeatable)")
+    b.add_argument("--config", action="append", default=[], help="config of each .weights.h5 --model, in order")
     b.add_argument("--threads", default="1,2,4", help="comma-separated thread counts (default 1,2,4)")
     b.add_argument("--runs", type=int, default=50, help="timed runs per model and thread count")
     b.add_argument("--warmup", type=int, default=5, help="untimed runs first")
@@ -93,21 +94,22 @@ def run_benchmark(args) -> int:
     for m in models:
         if not m.is_file():
             raise ModelFileError(f"{m}: model file not found")
-        if m.suffix != ".tflite" and not m.name.endswith(".h5"):
-            raise ConfigError(f"{m}: expected a .tflite or a Keras .weights.h5")
-    keras_models = [m for m in models if m.suffix != ".tflite"]
-    if len(args.config) > len(keras_models):
-        raise ConfigError(f"{len(args.config)} --config given for {len(keras_models)} Keras model(s)")
+        if m.suffix not in (".tflite", ".keras") and not m.name.endswith(".h5"):
+            raise ConfigError(f"{m}: expected a .tflite, a saved .keras model or Keras .weights.h5")
+    weights = [m for m in models if m.name.endswith(".h5")]  # these need a config; .keras files carry theirs
+    if len(args.config) > len(weights):
+        raise ConfigError(f"{len(args.config)} --config given for {len(weights)} Keras weights file(s)")
     rows = []
+    keras_models = [m for m in models if m.suffix != ".tflite"]
     if keras_models:
         from squeezedet.inference import config_for_weights
 
-        given = (args.config + [None] * len(keras_models))[: len(keras_models)]
-        configs = [config_for_weights(m, c) for m, c in zip(keras_models, given, strict=True)]
+        given = (args.config + [None] * len(weights))[: len(weights)]
+        configs = {m: config_for_weights(m, c) for m, c in zip(weights, given, strict=True)}
         # TF sizes its pools once per process: Keras runs at the largest thread count asked for.
         benchmark.configure_tf_threads(max(threads))
-        for m, cfg in zip(keras_models, configs, strict=True):
-            rows.append(benchmark.bench_keras(m, cfg, args.runs, args.warmup))
+        for m in keras_models:
+            rows.append(benchmark.bench_keras(m, configs.get(m), args.runs, args.warmup))
     for m in models:
         if m.suffix == ".tflite":
             rows.extend(benchmark.bench_tflite(m, t, args.runs, args.warmup) for t in threads)
