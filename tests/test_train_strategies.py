@@ -1,7 +1,8 @@
 """How a training step runs does not change what it learns: mirrored over two (logical CPU) replicas, or
-split over two worker processes talking over loopback, it updates the weights exactly as one device does
-on the same global batch; in mixed precision, as float32 does within float16 rounding. Each mode runs
-in its own process (TensorFlow's devices, cluster and Keras' dtype policy are process-wide)."""
+split over two worker processes talking over loopback, it updates the weights as one device does on the
+same global batch (to float32 summation order: 1e-3 of the update), with global-norm clipping active;
+in mixed precision, as float32 does within float16 rounding. Each mode runs in its own process
+(TensorFlow's devices, cluster and Keras' dtype policy are process-wide)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -17,6 +19,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).with_name("train_step_probe.py")
+LR = 0.01
+CLIP_NORM = 0.5  # as in train_step_probe.py
 
 
 def one_step(out: Path, mode: str, learning_rate: float):
@@ -40,12 +44,17 @@ def layer_weights(out: Path) -> dict:
 def reference(tmp_path_factory):
     """(logged, weights) of a float32 one-device step, and the initial weights (a step of lr 1e-12)."""
     base = tmp_path_factory.mktemp("reference")
-    return one_step(base / "single", "none", 1e-3), one_step(base / "start", "none", 1e-12)[1]
+    return one_step(base / "single", "none", LR), one_step(base / "start", "none", 1e-12)[1]
+
+
+def update_norm(weights: dict, start: dict) -> float:
+    """Global L2 norm of a step's change: lr x clip_norm when clipping was active (SGD, no momentum)."""
+    return float(np.sqrt(sum(np.sum((weights[k].astype(np.float64) - start[k]) ** 2) for k in weights)))
 
 
 def test_mirrored_step_equals_one_device_step(tmp_path, reference):
     (single, w_single), w_start = reference
-    mirrored, w_mirrored = one_step(tmp_path / "mirrored", "mirrored", 1e-3)
+    mirrored, w_mirrored = one_step(tmp_path / "mirrored", "mirrored", LR)
     assert (single["replicas"], mirrored["replicas"]) == (1, 2)
     for key in ("loss", "class_loss", "conf_loss", "bbox_loss"):
         assert mirrored[key] == pytest.approx(single[key], rel=1e-5), key
@@ -55,11 +64,14 @@ def test_mirrored_step_equals_one_device_step(tmp_path, reference):
     mismatch = max(float(np.abs(w_single[k] - w_mirrored[k]).max()) for k in w_single)
     assert update > 1e-4  # the step moved the weights...
     assert mismatch < 1e-3 * update  # ...and both strategies moved them the same way
+    # clipping was active and clipped the global gradient (per-replica clipping gives up to 2x)
+    assert update_norm(w_single, w_start) == pytest.approx(LR * CLIP_NORM, rel=1e-3)
+    assert update_norm(w_mirrored, w_start) == pytest.approx(LR * CLIP_NORM, rel=1e-3)
 
 
 def test_mixed_precision_step_matches_float32(tmp_path, reference):
     (single, w_single), w_start = reference
-    mixed, w_mixed = one_step(tmp_path / "mixed", "mixed", 1e-3)
+    mixed, w_mixed = one_step(tmp_path / "mixed", "mixed", LR)
     assert (single["precision"], mixed["precision"]) == ("float32", "mixed_float16")
     assert mixed["loss"] == pytest.approx(single["loss"], rel=1e-2)
     assert set(w_mixed) == set(w_single)
@@ -72,29 +84,45 @@ def test_mixed_precision_step_matches_float32(tmp_path, reference):
 def test_two_worker_processes_step_equals_one_device_step(tmp_path, reference):
     (single, w_single), w_start = reference
     ports = []
-    for _ in range(2):
+    for _ in range(2):  # free now; a clash with another process before the workers bind is unlikely
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports.append(str(s.getsockname()[1]))
-    procs = []
+    procs, logs = [], []
     for index in range(2):
-        (tmp_path / f"w{index}").mkdir()
+        folder = tmp_path / f"w{index}"
+        folder.mkdir()
+        out, err = (folder / "stdout.txt").open("w"), (folder / "stderr.txt").open("w")
+        logs.append((out, err))
         procs.append(subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(tmp_path / f"w{index}"), "worker", "1e-3", str(index), ",".join(ports)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            [sys.executable, str(SCRIPT), str(folder), "worker", str(LR), str(index), ",".join(ports)],
+            stdout=out, stderr=err, text=True))
+    deadline = time.monotonic() + 300
     try:
-        results = [p.communicate(timeout=600) for p in procs]
+        # poll both: a worker that dies leaves the other waiting in a collective, so stop at once
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.2)
     finally:
         for p in procs:
-            p.kill()
-    for p, (_, err) in zip(procs, results):
-        assert p.returncode == 0, err[-3000:]
-    logs = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
-    assert [entry["replicas"] for entry in logs] == [2, 2]
-    for entry in logs:  # both workers log the global-batch loss
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        for out, err in logs:
+            out.close()
+            err.close()
+    for index, p in enumerate(procs):
+        assert p.returncode == 0, (tmp_path / f"w{index}" / "stderr.txt").read_text()[-3000:]
+    results = [json.loads((tmp_path / f"w{i}" / "stdout.txt").read_text().strip().splitlines()[-1]) for i in range(2)]
+    assert [r["replicas"] for r in results] == [2, 2]
+    assert [r["chief"] for r in results] == [True, False]
+    assert [r["output_dir_exists"] for r in results] == [True, False]  # the other worker's scratch is removed
+    for entry in results:  # both workers log the global-batch loss
         assert entry["loss"] == pytest.approx(single["loss"], rel=1e-5)
     assert not (tmp_path / "w1" / "run").exists()  # only the chief writes the run folder
     w_chief = layer_weights(tmp_path / "w0")
     update = max(float(np.abs(w_single[k] - w_start[k]).max()) for k in w_single)
     mismatch = max(float(np.abs(w_single[k] - w_chief[k]).max()) for k in w_single)
     assert mismatch < 1e-3 * update
+    assert update_norm(w_chief, w_start) == pytest.approx(LR * CLIP_NORM, rel=1e-3)

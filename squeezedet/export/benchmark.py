@@ -126,6 +126,8 @@ def bench_keras(model_path, cfg=None, runs: int = 50, warmup: int = 5) -> dict:
         except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, OSError, TypeError...
             raise ModelFileError(f"{model_path}: cannot load the Keras model ({exc})") from None
         shape = tuple(model.inputs[0].shape[1:])
+        if None in shape:
+            raise ModelFileError(f"{model_path}: input shape {shape} is not fixed; benchmark needs a fixed input size")
     else:
         model = load_inference_model(cfg.model, model_path)
         shape = (cfg.model.input_height, cfg.model.input_width, 3)

@@ -104,12 +104,12 @@ def run_benchmark(args) -> int:
     if keras_models:
         from squeezedet.inference import config_for_weights
 
-        given = (args.config + [None] * len(weights))[: len(weights)]
-        configs = {m: config_for_weights(m, c) for m, c in zip(weights, given, strict=True)}
+        given = iter(args.config + [None] * len(weights))  # --config pairs with the .h5 models, in order
+        configs = [config_for_weights(m, next(given)) if m.name.endswith(".h5") else None for m in keras_models]
         # TF sizes its pools once per process: Keras runs at the largest thread count asked for.
         benchmark.configure_tf_threads(max(threads))
-        for m in keras_models:
-            rows.append(benchmark.bench_keras(m, configs.get(m), args.runs, args.warmup))
+        for m, cfg in zip(keras_models, configs, strict=True):
+            rows.append(benchmark.bench_keras(m, cfg, args.runs, args.warmup))
     for m in models:
         if m.suffix == ".tflite":
             rows.extend(benchmark.bench_tflite(m, t, args.runs, args.warmup) for t in threads)

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -43,6 +44,9 @@ class TrainResult:
     images_per_sec: float | None  # None when too few batches ran to time one
     final_loss: float
     history: list = field(default_factory=list)
+    replicas: int = 1
+    precision: str = "float32"
+    chief: bool = True  #: False on the other workers of a multi-host run: output_dir was scratch, now removed
 
     @property
     def best_weights(self) -> Path:
@@ -122,10 +126,31 @@ def _loss_metric(loss, part):
     return metric
 
 
+class GlobalClipSGD(keras.optimizers.SGD):
+    """SGD whose global-norm clipping sees the gradient of the whole global batch.
+
+    Keras 3 clips each replica's gradient before the replicas' gradients are summed, so N replicas
+    would clip at up to N x clip_norm and N GPUs would train differently from one whenever clipping
+    is active (early in training, it is). Here the replicas' gradients are summed first, clipped, and
+    handed on divided by N; Keras' own sum then restores exactly the clipped total."""
+
+    def _clip_gradients(self, grads):
+        ctx = tf.distribute.get_replica_context()
+        if not self.global_clipnorm or ctx is None or ctx.num_replicas_in_sync == 1:
+            return super()._clip_gradients(grads)
+        present = [i for i, g in enumerate(grads) if g is not None]
+        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+        clipped, _ = tf.clip_by_global_norm(total, self.global_clipnorm)
+        out = list(grads)
+        for i, g in zip(present, clipped):
+            out[i] = g / tf.cast(ctx.num_replicas_in_sync, g.dtype)
+        return out
+
+
 def build_optimizer(cfg: Config, total_steps: int) -> keras.optimizers.Optimizer:
     t = cfg.train
     schedule = WarmupDecay(t.learning_rate, t.warmup_steps, total_steps, t.lr_decay, t.lr_decay_steps, t.lr_decay_factor)
-    opt = keras.optimizers.SGD(
+    opt = GlobalClipSGD(
         learning_rate=schedule, momentum=t.momentum, weight_decay=t.weight_decay or None, global_clipnorm=t.clip_norm
     )
     if t.weight_decay:
@@ -178,7 +203,7 @@ def train(
     if state and initial_epoch >= epochs:
         raise ConfigError(f"{out}: already trained {initial_epoch} epochs: pass --epochs greater than {initial_epoch}")
 
-    if not is_chief(strategy):  # other workers write their (identical) copies to a scratch folder
+    if not is_chief(strategy):  # other workers write their (identical) copies to a scratch folder, removed at the end
         out = Path(tempfile.mkdtemp(prefix="squeezedet-worker-"))
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -256,4 +281,8 @@ def train(
     log.info("trained %d epochs x %d steps in %.0f s: %s images/s; weights in %s", epochs - initial_epoch, steps,
              wall, f"{ips:.2f}" if ips else "n/a", out)
     print(json.dumps({"images_per_sec": round(ips, 2) if ips else None, "final_loss": final_loss, "output": str(out)}))
-    return TrainResult(out, epochs - initial_epoch, steps * (epochs - initial_epoch), ips, final_loss, history)
+    chief = is_chief(strategy)
+    if not chief:
+        shutil.rmtree(out, ignore_errors=True)
+    return TrainResult(out, epochs - initial_epoch, steps * (epochs - initial_epoch), ips, final_loss, history,
+                       strategy.num_replicas_in_sync, policy, chief)
