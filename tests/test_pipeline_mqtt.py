@@ -97,6 +97,20 @@ def warnings_of(caplog, message):
 UNREACHABLE = "mqtt broker unreachable, retrying in the background"
 
 
+def unreachable_reason(caplog, cfg: MqttConfig, client_id: str, publishers: list) -> str:
+    """Start a publisher that cannot connect; the reason its first warning gives (waits up to 10 s)."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.mqtt"):
+        pub = MqttPublisher(cfg, client_id, "t/availability")
+        publishers.append(pub)
+        pub.start()
+        deadline = time.monotonic() + 10
+        while not warnings_of(caplog, UNREACHABLE) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not pub.connected
+    return warnings_of(caplog, UNREACHABLE)[0]["reason"]
+
+
 def tls_config(port, ca, **overrides) -> MqttConfig:
     return MqttConfig(host="127.0.0.1", port=port, username="edge", password="s3cret",
                       tls=TLSConfig(ca_certs=str(ca)), reconnect_min_s=1, reconnect_max_s=1, flush_timeout_s=2,
@@ -147,15 +161,8 @@ def test_tls_host_name_is_checked_unless_insecure(tmp_path, tls_files, caplog):
     broker = Broker(tmp_path / "broker", tls=dns_only, users={"edge": "s3cret"}).start()
     publishers = []
     try:
-        with caplog.at_level(logging.WARNING, logger="pipeline.mqtt"):
-            strict = MqttPublisher(tls_config(broker.port, dns_only.ca), "pub-strict", "t/availability")
-            publishers.append(strict)
-            strict.start()
-            deadline = time.monotonic() + 10
-            while not warnings_of(caplog, UNREACHABLE) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        assert "IP address mismatch" in warnings_of(caplog, UNREACHABLE)[0]["reason"]
-        assert not strict.connected
+        assert "IP address mismatch" in unreachable_reason(
+            caplog, tls_config(broker.port, dns_only.ca), "pub-strict", publishers)
         insecure_cfg = tls_config(broker.port, dns_only.ca).model_copy(
             update={"tls": TLSConfig(ca_certs=str(dns_only.ca), insecure=True)})
         lax = MqttPublisher(insecure_cfg, "pub-insecure", "t/availability")
@@ -166,17 +173,8 @@ def test_tls_host_name_is_checked_unless_insecure(tmp_path, tls_files, caplog):
             time.sleep(0.05)
         assert lax.connected
         # insecure skips the name only: a certificate from an unknown CA is still refused
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="pipeline.mqtt"):
-            unknown = MqttPublisher(insecure_cfg.model_copy(
-                update={"tls": TLSConfig(ca_certs=str(other.ca), insecure=True)}), "pub-unknown", "t/availability")
-            publishers.append(unknown)
-            unknown.start()
-            deadline = time.monotonic() + 10
-            while not warnings_of(caplog, UNREACHABLE) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        assert "CERTIFICATE_VERIFY_FAILED" in warnings_of(caplog, UNREACHABLE)[0]["reason"]
-        assert not unknown.connected
+        unknown_ca = insecure_cfg.model_copy(update={"tls": TLSConfig(ca_certs=str(other.ca), insecure=True)})
+        assert "CERTIFICATE_VERIFY_FAILED" in unreachable_reason(caplog, unknown_ca, "pub-unknown", publishers)
     finally:
         for p in publishers:
             p.close()
@@ -184,15 +182,13 @@ def test_tls_host_name_is_checked_unless_insecure(tmp_path, tls_files, caplog):
 
 
 def test_unreachable_broker_reason_is_logged(caplog):
-    port = free_port()  # nothing listens there
-    with caplog.at_level(logging.WARNING, logger="pipeline.mqtt"):
-        pub = MqttPublisher(MqttConfig(host="127.0.0.1", port=port, flush_timeout_s=0), "pub-x", "t/availability")
-        pub.start()
-        deadline = time.monotonic() + 10
-        while not warnings_of(caplog, UNREACHABLE) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        pub.close()
-    assert "Connection refused" in warnings_of(caplog, UNREACHABLE)[0]["reason"]
+    publishers = []
+    cfg = MqttConfig(host="127.0.0.1", port=free_port(), flush_timeout_s=0)  # nothing listens there
+    try:
+        assert "Connection refused" in unreachable_reason(caplog, cfg, "pub-x", publishers)
+    finally:
+        for p in publishers:
+            p.close()
 
 
 def test_daemon_messages_follow_the_documented_schema(broker, tmp_path, tiny_model, car_video):
