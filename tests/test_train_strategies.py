@@ -1,6 +1,7 @@
 """How a training step runs does not change what it learns: mirrored over two (logical CPU) replicas, or
 split over two worker processes talking over loopback, it updates the weights as one device does on the
-same global batch (to float32 summation order: 1e-3 of the update), with global-norm clipping active;
+same global batch (to float32 summation order: 1e-3 of the update), with global-norm clipping active,
+with and without a distillation teacher;
 in mixed precision, as float32 does within float16 rounding. Each mode runs in its own process
 (TensorFlow's devices, cluster and Keras' dtype policy are process-wide)."""
 
@@ -66,6 +67,20 @@ def test_mirrored_step_equals_one_device_step(tmp_path, reference):
     assert mismatch < 1e-3 * update  # ...and both strategies moved them the same way
     # clipping was active and clipped the global gradient (per-replica clipping gives up to 2x)
     assert update_norm(w_single, w_start) == pytest.approx(LR * CLIP_NORM, rel=1e-3)
+    assert update_norm(w_mirrored, w_start) == pytest.approx(LR * CLIP_NORM, rel=1e-3)
+
+
+def test_mirrored_distillation_step_equals_one_device_step(tmp_path, reference):
+    _, w_start = reference  # train() seeds the student the same way with or without a teacher
+    single, w_single = one_step(tmp_path / "single", "none+distill", LR)
+    mirrored, w_mirrored = one_step(tmp_path / "mirrored", "mirrored+distill", LR)
+    assert (single["replicas"], mirrored["replicas"]) == (1, 2)
+    assert single["distill_loss"] > 0.1  # the teacher terms are active
+    for key in ("loss", "gt_loss", "distill_loss"):
+        assert mirrored[key] == pytest.approx(single[key], rel=1e-5), key
+    update = max(float(np.abs(w_single[k] - w_start[k]).max()) for k in w_single)
+    mismatch = max(float(np.abs(w_single[k] - w_mirrored[k]).max()) for k in w_single)
+    assert update > 1e-4 and mismatch < 1e-3 * update
     assert update_norm(w_mirrored, w_start) == pytest.approx(LR * CLIP_NORM, rel=1e-3)
 
 

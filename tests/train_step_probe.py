@@ -3,9 +3,9 @@ as one of two worker processes (MultiWorkerMirroredStrategy on loopback), or in 
 
 Run as a script (TensorFlow's devices, cluster and Keras' dtype policy are process-wide, so not inside
 pytest):
-    python tests/train_step_probe.py OUT_DIR none|mirrored|mixed LEARNING_RATE
+    python tests/train_step_probe.py OUT_DIR none|mirrored|mixed[+distill] LEARNING_RATE
     python tests/train_step_probe.py OUT_DIR worker LEARNING_RATE INDEX PORT0,PORT1
-Prints the step's logged metrics as JSON; the weights after the step are OUT_DIR/run/last.weights.h5
+"+distill" trains with a (random, seeded) teacher. Prints the step's logged metrics as JSON; the weights after the step are OUT_DIR/run/last.weights.h5
 (for workers: the chief's, worker 0).
 """
 
@@ -34,8 +34,14 @@ CLIP_NORM = 0.5
 
 
 def main(out: Path, mode: str, learning_rate: float) -> None:
+    import keras
+
     import squeezedet.train.trainer as trainer
     from squeezedet.config import load_config
+    from squeezedet.model import build_model
+    from squeezedet.model.pretrained import load_pretrained_backbone
+
+    mode, _, extra = mode.partition("+")
 
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -54,9 +60,22 @@ def main(out: Path, mode: str, learning_rate: float) -> None:
                               "lr_decay": "none", "momentum": 0.0, "weight_decay": 0.0, "clip_norm": CLIP_NORM,
                               "learning_rate": learning_rate,
                               "mixed_precision": "on" if mode == "mixed" else "off",
-                              "distribution": "multi_worker" if mode == "worker" else "auto"})
+                              "distribution": "multi_worker" if mode == "worker" else "auto",
+                              # teacher terms as large as the label loss, so their normalisers matter
+                              "distill_weight": 50.0})
     (out / "config.yaml").write_text(yaml.safe_dump(cfg_dict))
-    result = trainer.train(load_config(out / "config.yaml"), out / "run", verbose=0)
+    cfg = load_config(out / "config.yaml")
+    teacher = None
+    if extra == "distill":
+        keras.utils.set_random_seed(123)  # the same teacher in every process
+        teacher_model = build_model(cfg.model, training_dropout=False)
+        load_pretrained_backbone(teacher_model, cfg.model.pretrained_backbone)
+        head = teacher_model.get_layer("convdet")
+        kernel, bias = head.get_weights()
+        head.set_weights([kernel * 3000.0, bias])  # a new head outputs ~1e-3: give the teacher opinions
+        teacher = out / "teacher.weights.h5"
+        teacher_model.save_weights(str(teacher))
+    result = trainer.train(cfg, out / "run", teacher_weights=teacher, verbose=0)
     print(json.dumps({"replicas": result.replicas, "precision": result.precision, "chief": result.chief,
                       "output_dir_exists": Path(result.output_dir).exists(), **result.history[-1]}))
 

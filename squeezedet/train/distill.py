@@ -12,6 +12,9 @@ and student need the same input size, classes and anchors):
 
 Only the student is trained, saved and exported; the teacher runs in inference mode, outside the
 gradient tape, so its activations are never kept for backprop.
+
+Like the ground-truth loss, the terms' normalisers are summed over tf.distribute replicas and each
+replica returns its share, so several replicas train like one device on the same global batch.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from squeezedet.errors import ConfigError
-from squeezedet.train.loss import SqueezeDetLoss, replicas_in_sync, split_raw
+from squeezedet.train.loss import SqueezeDetLoss, global_sums, replicas_in_sync, split_raw
 
 #: Teacher confidence above which its deltas are used as a box target.
 BOX_HINT_MIN_CONF = 0.5
@@ -57,7 +60,7 @@ class Distiller(keras.Model):
         return self.student(x, training=training)
 
     def distillation_terms(self, student_raw, teacher_raw) -> dict:
-        """The three teacher terms (scalars) for one batch of raw outputs."""
+        """The three teacher terms (scalars; this replica's share under tf.distribute) for one batch."""
         t = self.temperature
         s_cls, s_conf, s_delta = split_raw(student_raw, self.num_anchors, self.num_classes)
         t_cls, t_conf, t_delta = split_raw(teacher_raw, self.num_anchors, self.num_classes)
@@ -66,13 +69,14 @@ class Distiller(keras.Model):
         kl = tf.reduce_sum(
             teacher_p * (tf.nn.log_softmax(t_cls / t, axis=-1) - tf.nn.log_softmax(s_cls / t, axis=-1)), axis=-1
         )
-        soft_class = t * t * tf.reduce_sum(kl * t_conf) / tf.maximum(tf.reduce_sum(t_conf), 1.0)
-        conf_hint = self.base_loss.coef_conf_neg * tf.reduce_mean(tf.square(tf.sigmoid(s_conf) - t_conf))
         confident = tf.cast(t_conf >= BOX_HINT_MIN_CONF, tf.float32)
+        # normalisers over the global batch (the teacher's outputs carry no gradient)
+        conf_mass, anchors, n_confident = global_sums(
+            tf.reduce_sum(t_conf), tf.cast(tf.size(t_conf), tf.float32), tf.reduce_sum(confident))
+        soft_class = t * t * tf.reduce_sum(kl * t_conf) / tf.maximum(conf_mass, 1.0)
+        conf_hint = self.base_loss.coef_conf_neg * tf.reduce_sum(tf.square(tf.sigmoid(s_conf) - t_conf)) / anchors
         box_err = tf.reduce_sum(tf.square(s_delta - t_delta), axis=-1)
-        box_hint = self.base_loss.coef_bbox * tf.reduce_sum(box_err * confident) / tf.maximum(
-            tf.reduce_sum(confident), 1.0
-        )
+        box_hint = self.base_loss.coef_bbox * tf.reduce_sum(box_err * confident) / tf.maximum(n_confident, 1.0)
         return {"soft_class": soft_class, "conf_hint": conf_hint, "box_hint": box_hint}
 
     def train_step(self, data):
@@ -81,14 +85,15 @@ class Distiller(keras.Model):
         replicas = float(replicas_in_sync())
         with tf.GradientTape() as tape:
             student_raw = tf.cast(self.student(x, training=True), tf.float32)
-            gt_share = self.base_loss(y, student_raw)  # already this replica's share of the global loss
-            distill_loss = tf.add_n(list(self.distillation_terms(student_raw, teacher_raw).values()))
+            # both already this replica's share of the global-batch value
+            gt_share = self.base_loss(y, student_raw)
+            distill_share = tf.add_n(list(self.distillation_terms(student_raw, teacher_raw).values()))
             extra = tf.add_n(self.student.losses) if self.student.losses else 0.0
-            # replicas' gradients are summed: the per-replica means are divided by the replica count
-            scaled = self.optimizer.scale_loss(gt_share + (self.weight * distill_loss + extra) / replicas)
+            # replicas' gradients are summed: the per-replica regularisation is divided by their count
+            scaled = self.optimizer.scale_loss(gt_share + self.weight * distill_share + extra / replicas)
         variables = self.student.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        gt_loss = gt_share * replicas  # the trackers average over replicas
+        gt_loss, distill_loss = gt_share * replicas, distill_share * replicas  # the trackers average replicas
         self.loss_tracker.update_state(gt_loss + self.weight * distill_loss + extra)
         self.gt_loss_tracker.update_state(gt_loss)
         self.distill_loss_tracker.update_state(distill_loss)
