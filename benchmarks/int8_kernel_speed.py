@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -51,16 +49,14 @@ def conv_block_models() -> dict[str, bytes]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from squeezedet.core.runtime import load_interpreter, runtime_name
+    from squeezedet.core.runtime import interpreter_from_bytes, runtime_name
     from squeezedet.export.benchmark import host_info, time_calls
 
     macs = H * W * C * C * (1 + 9)
     rows = []
-    folder = Path(tempfile.mkdtemp(prefix="int8_kernel_speed_"))
     for name, data in conv_block_models().items():
-        (folder / f"{name}.tflite").write_bytes(data)
         for threads in (int(t) for t in args.threads.split(",")):
-            interp = load_interpreter(folder / f"{name}.tflite", threads)
+            interp = interpreter_from_bytes(data, threads, label=f"{name} conv block")
             inp = interp.get_input_details()[0]
             interp.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
             ms = float(np.median(time_calls(interp.invoke, args.runs, 3)))

@@ -48,6 +48,11 @@ def reference(tmp_path_factory):
     return one_step(base / "single", "none", LR), one_step(base / "start", "none", 1e-12)[1]
 
 
+def max_abs_diff(a: dict, b: dict) -> float:
+    """Largest element-wise difference between two sets of layer weights."""
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
 def update_norm(weights: dict, start: dict) -> float:
     """Global L2 norm of a step's change: lr x clip_norm when clipping was active (SGD, no momentum)."""
     return float(np.sqrt(sum(np.sum((weights[k].astype(np.float64) - start[k]) ** 2) for k in weights)))
@@ -61,8 +66,8 @@ def test_mirrored_step_equals_one_device_step(tmp_path, reference):
         assert mirrored[key] == pytest.approx(single[key], rel=1e-5), key
     assert single["loss"] == pytest.approx(single["class_loss"] + single["conf_loss"] + single["bbox_loss"], rel=1e-5)
     assert set(w_single) == set(w_mirrored) == set(w_start)
-    update = max(float(np.abs(w_single[k] - w_start[k]).max()) for k in w_single)
-    mismatch = max(float(np.abs(w_single[k] - w_mirrored[k]).max()) for k in w_single)
+    update = max_abs_diff(w_single, w_start)
+    mismatch = max_abs_diff(w_single, w_mirrored)
     assert update > 1e-4  # the step moved the weights...
     assert mismatch < 1e-3 * update  # ...and both strategies moved them the same way
     # clipping was active and clipped the global gradient (per-replica clipping gives up to 2x)
@@ -78,8 +83,8 @@ def test_mirrored_distillation_step_equals_one_device_step(tmp_path, reference):
     assert single["distill_loss"] > 0.1  # the teacher terms are active
     for key in ("loss", "gt_loss", "distill_loss"):
         assert mirrored[key] == pytest.approx(single[key], rel=1e-5), key
-    update = max(float(np.abs(w_single[k] - w_start[k]).max()) for k in w_single)
-    mismatch = max(float(np.abs(w_single[k] - w_mirrored[k]).max()) for k in w_single)
+    update = max_abs_diff(w_single, w_start)
+    mismatch = max_abs_diff(w_single, w_mirrored)
     assert update > 1e-4 and mismatch < 1e-3 * update
     assert update_norm(w_mirrored, w_start) == pytest.approx(LR * CLIP_NORM, rel=1e-3)
 
@@ -91,8 +96,8 @@ def test_mixed_precision_step_matches_float32(tmp_path, reference):
     assert mixed["loss"] == pytest.approx(single["loss"], rel=1e-2)
     assert set(w_mixed) == set(w_single)
     assert all(w.dtype == np.float32 for w in w_mixed.values())  # float32 master weights are saved
-    update = max(float(np.abs(w_single[k] - w_start[k]).max()) for k in w_single)
-    mismatch = max(float(np.abs(w_single[k] - w_mixed[k]).max()) for k in w_single)
+    update = max_abs_diff(w_single, w_start)
+    mismatch = max_abs_diff(w_single, w_mixed)
     assert mismatch < 0.05 * update  # the same step, up to float16 activations
 
 
@@ -137,7 +142,7 @@ def test_two_worker_processes_step_equals_one_device_step(tmp_path, reference):
         assert entry["loss"] == pytest.approx(single["loss"], rel=1e-5)
     assert not (tmp_path / "w1" / "run").exists()  # only the chief writes the run folder
     w_chief = layer_weights(tmp_path / "w0")
-    update = max(float(np.abs(w_single[k] - w_start[k]).max()) for k in w_single)
-    mismatch = max(float(np.abs(w_single[k] - w_chief[k]).max()) for k in w_single)
+    update = max_abs_diff(w_single, w_start)
+    mismatch = max_abs_diff(w_single, w_chief)
     assert mismatch < 1e-3 * update
     assert update_norm(w_chief, w_start) == pytest.approx(LR * CLIP_NORM, rel=1e-3)

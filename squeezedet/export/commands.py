@@ -105,7 +105,7 @@ def run_benchmark(args) -> int:
         from squeezedet.inference import config_for_weights
 
         given = iter(args.config + [None] * len(weights))  # --config pairs with the .h5 models, in order
-        configs = [config_for_weights(m, next(given)) if m.name.endswith(".h5") else None for m in keras_models]
+        configs = [config_for_weights(m, next(given)) if m in weights else None for m in keras_models]
         # TF sizes its pools once per process: Keras runs at the largest thread count asked for.
         benchmark.configure_tf_threads(max(threads))
         for m, cfg in zip(keras_models, configs, strict=True):

@@ -30,10 +30,17 @@ def replicas_in_sync() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def multi_replica_context():
+    """The replica context of a step that runs on several replicas, else None (one device, or outside
+    a replica function)."""
+    ctx = tf.distribute.get_replica_context()
+    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
+
+
 def global_sums(*values):
     """``values`` summed over the replicas when called inside a multi-replica step, else as they are."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
+    ctx = multi_replica_context()
+    if ctx is None:
         return values
     return tuple(ctx.all_reduce(tf.distribute.ReduceOp.SUM, list(values)))
 

@@ -30,7 +30,7 @@ from squeezedet.inference import load_weights
 from squeezedet.model import build_model, count_params
 from squeezedet.model.pretrained import load_pretrained_backbone
 from squeezedet.train import callbacks as cb
-from squeezedet.train.loss import loss_from_config, replicas_in_sync
+from squeezedet.train.loss import global_sums, loss_from_config, multi_replica_context, replicas_in_sync
 from squeezedet.train.schedules import WarmupDecay
 
 log = logging.getLogger(__name__)
@@ -135,12 +135,11 @@ class GlobalClipSGD(keras.optimizers.SGD):
     handed on divided by N; Keras' own sum then restores exactly the clipped total."""
 
     def _clip_gradients(self, grads):
-        ctx = tf.distribute.get_replica_context()
-        if not self.global_clipnorm or ctx is None or ctx.num_replicas_in_sync == 1:
+        ctx = multi_replica_context()
+        if not self.global_clipnorm or ctx is None:
             return super()._clip_gradients(grads)
         present = [i for i, g in enumerate(grads) if g is not None]
-        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
-        clipped, _ = tf.clip_by_global_norm(total, self.global_clipnorm)
+        clipped, _ = tf.clip_by_global_norm(list(global_sums(*(grads[i] for i in present))), self.global_clipnorm)
         out = list(grads)
         for i, g in zip(present, clipped):
             out[i] = g / tf.cast(ctx.num_replicas_in_sync, g.dtype)
@@ -203,7 +202,8 @@ def train(
     if state and initial_epoch >= epochs:
         raise ConfigError(f"{out}: already trained {initial_epoch} epochs: pass --epochs greater than {initial_epoch}")
 
-    if not is_chief(strategy):  # other workers write their (identical) copies to a scratch folder, removed at the end
+    chief = is_chief(strategy)
+    if not chief:  # other workers write their (identical) copies to a scratch folder, removed at the end
         out = Path(tempfile.mkdtemp(prefix="squeezedet-worker-"))
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -281,7 +281,6 @@ def train(
     log.info("trained %d epochs x %d steps in %.0f s: %s images/s; weights in %s", epochs - initial_epoch, steps,
              wall, f"{ips:.2f}" if ips else "n/a", out)
     print(json.dumps({"images_per_sec": round(ips, 2) if ips else None, "final_loss": final_loss, "output": str(out)}))
-    chief = is_chief(strategy)
     if not chief:
         shutil.rmtree(out, ignore_errors=True)
     return TrainResult(out, epochs - initial_epoch, steps * (epochs - initial_epoch), ips, final_loss, history,
