@@ -21,7 +21,6 @@ import keras
 import tensorflow as tf
 
 from squeezedet.config import Config, save_config
-from squeezedet.core.anchors import anchor_grid
 from squeezedet.core.kitti import KITTI_TYPES, kitti_name_for
 from squeezedet.data.kitti_dataset import load_samples, resolve_split
 from squeezedet.data.pipeline import make_dataset
@@ -207,7 +206,7 @@ def train(
         out = Path(tempfile.mkdtemp(prefix="squeezedet-worker-"))
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    anchors = anchor_grid(*cfg.model.input_size, cfg.model.anchor_shapes)
+    anchors = cfg.model.anchors()
     ds = make_dataset(cfg, train_samples, t.batch_size, training=True, seed=t.seed)
 
     with strategy.scope():
