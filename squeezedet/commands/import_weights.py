@@ -74,7 +74,8 @@ def run(args) -> int:
             source.run, source.run_8bit = like.run, like.run_8bit
     elif "input_width" not in source.geometry and not args.config and not width:
         raise ConfigError(f"{source.path}: a {source.format} stores no input size or padding: pass --like GRAPH, "
-                          "--config, or --input-size WxH with --padding")    classes = args.classes or (None if args.config else KITTI_CLASSES)
+                          "--config, or --input-size WxH with --padding")
+    classes = args.classes or (None if args.config else KITTI_CLASSES)
     overrides = {"input_width": width, "input_height": height, "padding": args.padding, "classes": classes}
     log.info("importing %s (%s%s)", source.path, source.format, ", 8-bit weights" if source.quantized else "")
     result = import_model(source, args.output, base, overrides, images)
