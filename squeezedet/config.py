@@ -156,6 +156,9 @@ class TrainConfig(_Strict):
     prune_final_sparsity: float = Field(0.0, ge=0, lt=1)
     prune_begin_step: int = Field(0, ge=0)
     prune_end_step: int = Field(1000, ge=1)
+    #: Layers kept fixed while training (fnmatch patterns of layer names, e.g. [conv1, "fire2_*"]):
+    #: fine-tuning a trained detector on a few hundred frames changes only the later layers.
+    freeze: list[str] = Field(default_factory=list)
 
 
     @model_validator(mode="after")

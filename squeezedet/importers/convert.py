@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from squeezedet.config import Config, save_config
+from squeezedet.core.anchors import scale_anchor_shapes
 from squeezedet.core.io import atomic_path, atomic_write_json
 from squeezedet.core.metadata import file_sha256
 from squeezedet.core.preprocess import resize_for_model
@@ -50,6 +51,10 @@ def resolve_config(source: SourceWeights, base: Config, overrides: dict) -> Conf
     model = base.model.model_dump()
     model.update({k: v for k, v in source.geometry.items() if k != "anchors"})
     model.update({k: v for k, v in overrides.items() if v is not None})
+    if "anchor_shapes" not in source.geometry and (model["input_width"], model["input_height"]) != base.model.input_size:
+        # anchors designed for the base input size keep their share of the frame at the new one
+        model["anchor_shapes"] = [tuple(map(float, a)) for a in scale_anchor_shapes(
+            base.model.anchor_shapes, base.model.input_size, (model["input_width"], model["input_height"]))]
     model["architecture"], model["pretrained_backbone"] = "squeezedet", None
     data = base.model_dump()
     data["model"] = model

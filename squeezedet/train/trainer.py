@@ -28,6 +28,7 @@ from squeezedet.errors import ConfigError, DataError
 from squeezedet.inference import load_weights
 from squeezedet.model import build_model, count_params
 from squeezedet.model.pretrained import load_pretrained_backbone
+from squeezedet.train.init_weights import apply_freeze, init_from_trained
 from squeezedet.train import callbacks as cb
 from squeezedet.train.loss import global_sums, loss_from_config, multi_replica_context, replicas_in_sync
 from squeezedet.train.schedules import WarmupDecay
@@ -165,6 +166,7 @@ def train(
     teacher_weights=None,
     teacher_config: Config | None = None,
     verbose: int | None = None,
+    init_weights=None,
 ) -> TrainResult:
     """Train per ``cfg``; checkpoints, logs and metrics go to ``output_dir``."""
     out = Path(output_dir)
@@ -213,8 +215,11 @@ def train(
         model = build_model(cfg.model)
         if state:
             load_weights(model, out / "last.weights.h5")
+        elif init_weights:
+            init_from_trained(model, cfg, init_weights)
         elif cfg.model.pretrained_backbone:
             load_pretrained_backbone(model, cfg.model.pretrained_backbone)
+        apply_freeze(model, t.freeze)
         loss = loss_from_config(cfg, anchors)
         optimizer = build_optimizer(cfg, total_steps)
         metrics = [_loss_metric(loss, p) for p in ("class_loss", "conf_loss", "bbox_loss")]
