@@ -28,8 +28,8 @@ from squeezedet.errors import ConfigError, DataError
 from squeezedet.inference import load_weights
 from squeezedet.model import build_model, count_params
 from squeezedet.model.pretrained import load_pretrained_backbone
-from squeezedet.train.init_weights import apply_freeze, init_from_trained
 from squeezedet.train import callbacks as cb
+from squeezedet.train.init_weights import apply_freeze, init_from_trained
 from squeezedet.train.loss import global_sums, loss_from_config, multi_replica_context, replicas_in_sync
 from squeezedet.train.schedules import WarmupDecay
 
