@@ -5,6 +5,7 @@ into, our loss agrees with the original's target encoding, and fine-tuning from 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -119,6 +120,12 @@ def test_fine_tuning_from_the_import_keeps_the_detector(small_float, tmp_path):
     for weights, out in ((small_float.output / "model.weights.h5", before), (tmp_path / "ft" / "last.weights.h5", after)):
         assert main(["val", "--weights", str(weights), "--config", str(tmp_path / "ft" / "config.yaml"),
                      "--data", str(SAMPLE_ROOT), "--split", "val.txt", "--output", str(out)]) == 0
-    ap = [json.loads((d / "metrics.json").read_text())["classes"]["Car"]["moderate"]["AP_R40"] for d in (before, after)]
+    cars = [json.loads((d / "metrics.json").read_text())["classes"]["Car"] for d in (before, after)]
+    ap = [c["moderate"]["AP_R40"] for c in cars]
+    card = (REPO / "MODEL_CARD.md").read_text()  # the card's float row is this import's val result
+    row = re.search(r"Keras fp32 \(imported\) \| Car \| ([\d.]+) / ([\d.]+) \| ([\d.]+) / ([\d.]+) \| "
+                    r"([\d.]+) / ([\d.]+)", card)
+    assert row and [cars[0][d][k] for d in ("easy", "moderate", "hard") for k in ("AP_R40", "AP_R11")] == \
+        pytest.approx([float(v) for v in row.groups()], abs=0.006)
     assert ap[0] > 90
     assert ap[1] > ap[0] - 5.0, ap  # stated margin: within 5 AP points after fine-tuning
