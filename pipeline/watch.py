@@ -30,7 +30,7 @@ def format_message(topic: str, payload: bytes, prefix: str) -> str | None:
         o = msg["after"] or msg["before"]
         return f"{rel:<28} frame {msg['frame']:>4}  {msg['type'].upper():<6} #{o['id']} {o['label']} " \
                f"smoothed {o['smoothed_score']:.2f}"
-    if rel.endswith("/stats"):
+    if rel == "stats" or rel.endswith("/stats"):
         msg = json.loads(text)
         line = f"{rel:<28} fps {msg['fps']:.1f}  inference {msg['inference_ms']:.1f} ms  frames {msg['frames']}" \
                f"  dropped {msg['dropped_frames']}"
