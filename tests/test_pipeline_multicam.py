@@ -195,3 +195,35 @@ def test_cameras_config_errors(tmp_path, tiny_model, car_video):
     cfg["cameras"]["front"]["zones"] = {"bad name": {"points": [[0, 0], [1, 0], [1, 1]]}}
     with pytest.raises(ConfigError, match="zones.bad name: names may use"):
         load_edge_config(write_config(tmp_path / "d.yaml", cfg), env={})
+
+
+def test_model_reload_swaps_the_model_for_every_camera(broker, tmp_path, tiny_models, tiny_model, car_video):
+    import json
+
+    from pipeline_helpers import install_model
+
+    copy = shutil.copy(car_video, tmp_path / "car_copy.avi")
+    raw = two_camera_config(tiny_model, car_video, copy, broker.port, max_frames=None)
+    raw["cameras"]["front"]["source"].update(loop=True, max_fps=25)
+    collector = Collector(broker.port, ["sd/+/detections", "sd/+/status"])
+    daemon = Daemon(EdgeConfig.model_validate(raw))
+    thread, result = run_in_thread(daemon)
+
+    def model_ids(cam):
+        return [d["model_id"] for d in collector.json(f"sd/{cam}/detections")]
+
+    try:
+        assert collector.wait_for(lambda: len(model_ids("front")) >= 3 and len(model_ids("back")) >= 3, 20)
+        install_model(tiny_models["tiny_b"], tiny_model)
+        collector.client.publish("sd/command", json.dumps({"action": "reload_model"}), qos=1)
+        for cam in ("front", "back"):
+            assert collector.wait_for(lambda c=cam: model_ids(c)[-1] == "tiny_b", 20), cam
+            assert collector.wait_for(lambda c=cam: collector.json(f"sd/{c}/status")[-1]["model_id"] == "tiny_b")
+        n = len(model_ids("back"))
+        assert collector.wait_for(lambda: len(model_ids("back")) >= n + 3)
+        assert set(model_ids("back")[n:]) == {"tiny_b"} and daemon.stats()["model_id"] == "tiny_b"
+    finally:
+        daemon.stop()
+        thread.join(30)
+        collector.close()
+    assert result == [0]
