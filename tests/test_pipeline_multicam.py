@@ -227,3 +227,36 @@ def test_model_reload_swaps_the_model_for_every_camera(broker, tmp_path, tiny_mo
         thread.join(30)
         collector.close()
     assert result == [0]
+
+
+def test_per_camera_annotated_videos_and_heartbeat(tmp_path, tiny_model, car_video):
+    import json
+    import os
+
+    import cv2
+
+    from pipeline.daemon import healthcheck
+
+    raw = two_camera_config(tiny_model, car_video, car_video, None, max_frames=5,
+                            output_video=str(tmp_path / "out.avi"), health_file=str(tmp_path / "health.json"))
+    cfg = EdgeConfig.model_validate(raw)
+    thread, result = run_in_thread(Daemon(cfg))
+    thread.join(30)
+    assert result == [0]
+    for cam in ("front", "back"):
+        cap = cv2.VideoCapture(str(tmp_path / f"out-{cam}.avi"))
+        n = 0
+        while cap.read()[0]:
+            n += 1
+        assert n == 5, cam
+    beat = json.loads((tmp_path / "health.json").read_text())
+    assert set(beat["cameras"]) == {"front", "back"} and all(abs(t - time.time()) < 30 for t in beat["cameras"].values())
+    ok, message = healthcheck(cfg, "edge.yaml")
+    assert ok and message.endswith("s ago")
+    beat["cameras"]["back"] = time.time() - 600  # one camera silent for 10 minutes, the file itself fresh
+    (tmp_path / "health.json").write_text(json.dumps(beat))
+    ok, message = healthcheck(cfg, "edge.yaml")
+    assert ok and message.endswith("; no recent frame from back")
+    old = time.time() - 120
+    os.utime(tmp_path / "health.json", (old, old))
+    assert healthcheck(cfg, "edge.yaml")[0] is False
