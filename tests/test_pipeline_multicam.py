@@ -185,7 +185,7 @@ def test_cameras_config_errors(tmp_path, tiny_model, car_video):
         load_edge_config(write_config(tmp_path / "a.yaml", cfg), env={})
     cfg = two_camera_config(tiny_model, car_video, car_video, None)
     cfg["source"] = {"uri": str(car_video)}
-    with pytest.raises(ConfigError, match="use either cameras or camera/source"):
+    with pytest.raises(ConfigError, match="cameras: give either cameras or camera/source, not both"):
         load_edge_config(write_config(tmp_path / "b.yaml", cfg), env={})
     cfg = two_camera_config(tiny_model, car_video, "rtsp://u:${PW}@cam/x", None)
     with pytest.raises(ConfigError, match="cameras.back.source.uri: environment variable PW is not set"):
@@ -193,7 +193,7 @@ def test_cameras_config_errors(tmp_path, tiny_model, car_video):
     assert load_edge_config(tmp_path / "c.yaml", env={"PW": "s"}).cameras["back"].source.uri == "rtsp://u:s@cam/x"
     cfg = two_camera_config(tiny_model, car_video, car_video, None)
     cfg["cameras"]["front"]["zones"] = {"bad name": {"points": [[0, 0], [1, 0], [1, 1]]}}
-    with pytest.raises(ConfigError, match="zones.bad name: names may use"):
+    with pytest.raises(ConfigError, match="cameras.front.zones.bad name: a name may use"):
         load_edge_config(write_config(tmp_path / "d.yaml", cfg), env={})
 
 
@@ -260,3 +260,23 @@ def test_per_camera_annotated_videos_and_heartbeat(tmp_path, tiny_model, car_vid
     old = time.time() - 120
     os.utime(tmp_path / "health.json", (old, old))
     assert healthcheck(cfg, "edge.yaml")[0] is False
+
+
+@pytest.mark.parametrize("camera, expected", [
+    ({}, "cameras.cam.source: Field required"),
+    ({"source": {"uri": "x.mp4"}, "lines": {"l": {"points": [[0, 0], [1, 0]], "in_direction": "left"}}},
+     "cameras.cam.lines.l.in_direction: left runs along the line, not across it"),
+    ({"source": {"uri": "x.mp4"}, "filters": {"car": {"min_area": 5, "max_area": 1}}},
+     "cameras.cam.filters.car.max_area: must be >= min_area"),
+    ({"source": {"uri": "x.mp4"}, "zones": {"z": {"points": [[0, 0], [1, 1]]}}},
+     "cameras.cam.zones.z.points: List should have at least 3 items"),
+    ({"source": {"uri": "x.mp4"}, "masks": [{"points": [[0, 0], [1, 0], [1, 1]], "colour": 1}]},
+     "cameras.cam.masks.0.colour: unknown key"),
+])
+def test_camera_config_errors_name_the_dotted_key(tmp_path, camera, expected):
+    from pipeline.config import load_edge_config
+
+    path = write_config(tmp_path / "edge.yaml", {"model": {"path": "m.tflite"}, "cameras": {"cam": camera}})
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(path, env={})
+    assert str(err.value).startswith(f"{path}: {expected}")
