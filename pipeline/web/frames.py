@@ -1,0 +1,137 @@
+"""Frames for viewers: the newest processed frame, drawn on and JPEG-encoded off the frame loop.
+
+The frame loop only swaps a reference (``CameraWorker.latest()``); everything here runs on the HTTP
+server's side. Each camera's newest frame is encoded at most once per variant (annotated / raw) on a
+small thread pool, however many viewers ask, and a viewer always gets the newest frame: frames that
+arrive while an encode runs are skipped, never queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+
+import cv2
+import numpy as np
+
+from squeezedet.core.annotate import draw_detections, label_colour
+
+ZONE_COLOUR = (255, 200, 0)  # RGB amber: zones and counting lines, apart from the per-label box colours
+MASK_COLOUR = (128, 128, 128)
+
+
+def shapes(geometry: dict, kind: str) -> list[tuple[str, list[tuple[int, int]]]]:
+    """(name, integer pixel points) for ``kind`` ("zones", "masks", "lines") of ``CameraWorker.geometry()``,
+    which lists each shape as ``{"name": ..., "points": [[x, y], ...]}``."""
+    out = []
+    for i, shape in enumerate(geometry.get(kind) or []):
+        name = str(shape.get("name") or f"{kind[:-1]} {i + 1}")
+        points = [(round(float(x)), round(float(y))) for x, y in shape.get("points") or []]
+        if points:
+            out.append((name, points))
+    return out
+
+
+def _caption(img: np.ndarray, text: str, org: tuple[int, int], colour, scale: float, thickness: int) -> None:
+    """Text with a dark outline, readable on sky and asphalt alike."""
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+
+
+def draw_overlay(latest, geometry: dict, counts: dict) -> np.ndarray:
+    """The frame with confirmed tracks (id, label, smoothed score), zones, masks and counting lines
+    with their in/out totals; a new RGB array (the frame itself is shared with the daemon)."""
+    objs = latest.objects
+    out = draw_detections(latest.image, [o.box for o in objs], [o.label for o in objs],
+                          [o.smoothed_score for o in objs], [o.track_id for o in objs])
+    h, w = out.shape[:2]
+    thickness = max(1, round(min(h, w) / 360))
+    scale = max(0.4, min(h, w) / 900)
+    for name, points in shapes(geometry, "masks"):
+        cv2.polylines(out, [np.array(points, np.int32)], True, MASK_COLOUR, thickness, cv2.LINE_AA)
+    for name, points in shapes(geometry, "zones"):
+        cv2.polylines(out, [np.array(points, np.int32)], True, ZONE_COLOUR, thickness + 1, cv2.LINE_AA)
+        inside = sum((counts.get("zones") or {}).get(name, {}).values())
+        x, y = min(points, key=lambda p: (p[1], p[0]))
+        _caption(out, f"{name}: {inside}", (x + 4, max(y - 6, 14)), ZONE_COLOUR, scale, thickness)
+    for name, points in shapes(geometry, "lines"):
+        (x1, y1), (x2, y2) = points[0], points[-1]
+        cv2.line(out, (x1, y1), (x2, y2), ZONE_COLOUR, thickness + 2, cv2.LINE_AA)
+        for p in (points[0], points[-1]):
+            cv2.circle(out, p, thickness + 3, ZONE_COLOUR, -1, cv2.LINE_AA)
+        per_label = (counts.get("lines") or {}).get(name, {})
+        n_in = sum(v.get("in", 0) for v in per_label.values())
+        n_out = sum(v.get("out", 0) for v in per_label.values())
+        _caption(out, f"{name} in {n_in} out {n_out}", (min(x1, x2) + 4, max(min(y1, y2) - 8, 14)),
+                 ZONE_COLOUR, scale, thickness)
+    return out
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+class Jpeg:
+    """One encoded frame: ``key`` identifies the frame it came from."""
+
+    __slots__ = ("key", "data", "index", "width", "height")
+
+    def __init__(self, key, data: bytes, index: int, width: int, height: int):
+        self.key, self.data, self.index, self.width, self.height = key, data, index, width, height
+
+
+class JpegCache:
+    """The newest JPEG of one camera, per variant. Used from the server's event loop only (no locks);
+    the drawing and encoding run on ``executor``."""
+
+    def __init__(self, worker, executor: Executor, quality: int):
+        self.worker = worker
+        self.executor = executor
+        self.quality = quality
+        self.encoded = 0  #: encodes done (for tests and the benchmark: viewers share them)
+        self._done: dict[bool, Jpeg] = {}
+        self._pending: dict[bool, tuple[tuple, asyncio.Future]] = {}
+
+    async def get(self, raw: bool = False) -> Jpeg | None:
+        """The newest frame as JPEG (None before the first frame); waits for at most one encode."""
+        latest = self.worker.latest()
+        if latest is None:
+            return None
+        key = (latest.index, latest.monotonic)
+        done = self._done.get(raw)
+        if done is not None and done.key == key:
+            return done
+        pending = self._pending.get(raw)
+        if pending is None or pending[0] != key:
+            future = asyncio.get_running_loop().run_in_executor(self.executor, self._encode, latest, raw, key)
+            future.add_done_callback(self._store(raw))
+            pending = self._pending[raw] = (key, future)
+        # shield: a viewer that hangs up must not cancel the encode the others wait for
+        return await asyncio.shield(pending[1])
+
+    def _store(self, raw: bool):
+        def store(future: asyncio.Future) -> None:
+            if future.cancelled() or future.exception() is not None:
+                return
+            jpeg = future.result()
+            current = self._done.get(raw)
+            if current is None or current.key < jpeg.key:
+                self._done[raw] = jpeg
+        return store
+
+    def _encode(self, latest, raw: bool, key) -> Jpeg:
+        if raw:
+            image = latest.image
+        else:
+            image = draw_overlay(latest, self.worker.geometry(), self.worker.counts())
+        self.encoded += 1
+        return Jpeg(key, encode_jpeg(image, self.quality), latest.index, image.shape[1], image.shape[0])
+
+
+def label_css_colour(label: str) -> str:
+    """The colour a label's boxes have, for the web page's legend."""
+    r, g, b = label_colour(label)
+    return f"#{r:02x}{g:02x}{b:02x}"
