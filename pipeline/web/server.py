@@ -252,14 +252,17 @@ class HttpServer:
             # The closing boundary goes right after each frame: browsers show a part once they see it.
             await response.write(f"--{BOUNDARY}\r\n".encode())
             while not self._closing.is_set():
-                started = time.monotonic()
+                if request.transport is None or request.transport.is_closing():
+                    break  # the viewer hung up while no new frame came
                 jpeg = await cache.get(raw)
                 if jpeg is not None and jpeg.key != sent_key:
                     head = (f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg.data)}\r\n"
                             f"X-Frame-Index: {jpeg.index}\r\n\r\n").encode()
                     await response.write(head + jpeg.data + f"\r\n--{BOUNDARY}\r\n".encode())
                     sent_key = jpeg.key
-                pause = max(0.0, interval - (time.monotonic() - started))
+                # Wake on a shared grid of 1/stream_fps ticks: viewers ask for the same newest frame at
+                # the same moment and share one encode.
+                pause = interval - (time.monotonic() % interval)
                 try:
                     await asyncio.wait_for(self._closing.wait(), pause)
                 except asyncio.TimeoutError:
