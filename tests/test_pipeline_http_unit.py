@@ -54,8 +54,9 @@ class FakeCamera:
                 "lines": {"gate": {"car": {"in": 3, "out": 1}}}}
 
     def geometry(self):
-        return {"zones": [{"name": "road", "points": [[8, 8], [120, 8], [120, 60], [8, 60]]}],
-                "lines": [{"name": "gate", "points": [[0, 100], [255, 100]]}]}
+        return {"width": 256, "height": 128, "zones": {"road": [[8, 8], [120, 8], [120, 60], [8, 60]]},
+                "masks": [[[200, 0], [255, 0], [255, 30]]],
+                "lines": {"gate": {"points": [[0, 100], [255, 100]], "in_direction": "down"}}}
 
     def recent_events(self, limit=50):
         return [{"type": "new", "n": i} for i in range(3)][-limit:]
@@ -240,3 +241,18 @@ def test_token_from_env_then_file_then_yaml(tmp_path):
 def test_stream_credentials_are_redacted():
     assert redact_uri("rtsp://viewer:s3cret@cam.local:554/stream") == "rtsp://***@cam.local:554/stream"
     assert redact_uri("/media/clip.mp4") == "/media/clip.mp4"
+
+
+def test_overlay_draws_zones_lines_and_tracks_where_the_geometry_says():
+    from pipeline.web.frames import MASK_COLOUR, ZONE_COLOUR, draw_overlay
+
+    cam = FakeCamera("front")
+    cam.show(0)
+    out = draw_overlay(cam.frame, cam.geometry(), cam.counts())
+    assert out is not cam.frame.image and int(cam.frame.image.max()) == 0  # the shared frame is untouched
+    assert tuple(out[35, 8]) == ZONE_COLOUR  # left edge of zone "road" (x = 8), halfway down
+    assert tuple(out[100, 150]) == ZONE_COLOUR  # counting line "gate" at y = 100
+    r, g, b = out[0, 230]
+    assert r == g == b and r > MASK_COLOUR[0] // 2  # the mask's top edge (grey, anti-aliased)
+    assert tuple(out[60, 40]) != (0, 0, 0)  # the track's box edge at x = 40
+    assert tuple(out[120, 20]) == (0, 0, 0)  # nothing drawn below the line on the left

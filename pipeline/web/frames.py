@@ -21,15 +21,24 @@ MASK_COLOUR = (128, 128, 128)
 
 
 def shapes(geometry: dict, kind: str) -> list[tuple[str, list[tuple[int, int]]]]:
-    """(name, integer pixel points) for ``kind`` ("zones", "masks", "lines") of ``CameraWorker.geometry()``,
-    which lists each shape as ``{"name": ..., "points": [[x, y], ...]}``."""
+    """(name, integer pixel points) of ``kind`` ("zones", "masks", "lines") in ``CameraWorker.geometry()``:
+    named shapes come as ``{name: points}`` or ``{name: {"points": points, ...}}``, unnamed ones (masks)
+    as a list of point lists."""
+    found = geometry.get(kind) or {}
+    items = found.items() if isinstance(found, dict) else ((f"{kind[:-1]} {i + 1}", v) for i, v in enumerate(found))
     out = []
-    for i, shape in enumerate(geometry.get(kind) or []):
-        name = str(shape.get("name") or f"{kind[:-1]} {i + 1}")
-        points = [(round(float(x)), round(float(y))) for x, y in shape.get("points") or []]
+    for name, shape in items:
+        points = shape.get("points") if isinstance(shape, dict) else shape
+        points = [(round(float(x)), round(float(y))) for x, y in points or []]
         if points:
-            out.append((name, points))
+            out.append((str(name), points))
     return out
+
+
+def _in_arrow(shape: dict | list) -> tuple[float, float] | None:
+    """Unit vector of a line's ``in`` direction (image axes), if the geometry says."""
+    direction = shape.get("in_direction") if isinstance(shape, dict) else None
+    return {"up": (0.0, -1.0), "down": (0.0, 1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0)}.get(direction)
 
 
 def _caption(img: np.ndarray, text: str, org: tuple[int, int], colour, scale: float, thickness: int) -> None:
@@ -54,11 +63,18 @@ def draw_overlay(latest, geometry: dict, counts: dict) -> np.ndarray:
         inside = sum((counts.get("zones") or {}).get(name, {}).values())
         x, y = min(points, key=lambda p: (p[1], p[0]))
         _caption(out, f"{name}: {inside}", (x + 4, max(y - 6, 14)), ZONE_COLOUR, scale, thickness)
+    raw_lines = geometry.get("lines") or {}
     for name, points in shapes(geometry, "lines"):
         (x1, y1), (x2, y2) = points[0], points[-1]
         cv2.line(out, (x1, y1), (x2, y2), ZONE_COLOUR, thickness + 2, cv2.LINE_AA)
         for p in (points[0], points[-1]):
             cv2.circle(out, p, thickness + 3, ZONE_COLOUR, -1, cv2.LINE_AA)
+        arrow = _in_arrow(raw_lines.get(name, {})) if isinstance(raw_lines, dict) else None
+        if arrow is not None:  # which way counts as "in"
+            mx, my = (x1 + x2) // 2, (y1 + y2) // 2
+            length = max(12, min(h, w) // 20)
+            tip = (round(mx + arrow[0] * length), round(my + arrow[1] * length))
+            cv2.arrowedLine(out, (mx, my), tip, ZONE_COLOUR, thickness + 1, cv2.LINE_AA, tipLength=0.4)
         per_label = (counts.get("lines") or {}).get(name, {})
         n_in = sum(v.get("in", 0) for v in per_label.values())
         n_out = sum(v.get("out", 0) for v in per_label.values())
