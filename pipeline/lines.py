@@ -59,7 +59,7 @@ class Line:
         self._paths: dict[int, _Path] = {}
 
     def _side(self, a, b, p) -> int:
-        cross = (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+        cross = float((b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0]))
         return (cross > 0) - (cross < 0)
 
     def update(self, objects: Sequence[TrackedObject], ended: Sequence[TrackedObject],
