@@ -96,11 +96,12 @@ class DaemonCollector(Collector):
                 buckets, total = hist.snapshot()
                 latency.add_metric([name], buckets, total)
             counts = worker.counts()
+            known = list(counts.get("labels", {}))  # every class of the model: series never vanish
             for label, n in counts.get("labels", {}).items():
                 objects.add_metric([name, label], n)
             for zone, per_label in counts.get("zones", {}).items():
-                for label, n in per_label.items():
-                    zones.add_metric([name, zone, label], n)
+                for label in [*known, *(lab for lab in per_label if lab not in known)]:
+                    zones.add_metric([name, zone, label], per_label.get(label, 0))
             for line, per_label in counts.get("lines", {}).items():
                 for label, both in per_label.items():
                     for direction in ("in", "out"):

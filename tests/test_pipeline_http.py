@@ -77,7 +77,7 @@ def test_every_endpoint_answers_with_real_values(running):
     cam = s["cameras"]["highway"]
     assert s["model_id"] == cam["model_id"] == MODEL_ID
     assert s["mqtt"] == {**s["mqtt"], "enabled": True, "connected": True}
-    assert cam["frames"] > 0 and 0 < cam["fps"] <= 12 and cam["inference_ms"] > 0
+    assert cam["frames"] > 0 and cam["fps"] > 0 and cam["inference_ms"] > 0
     assert cam["source_state"] == "online" and set(cam["counts"]) == {"labels", "zones", "lines"}
     assert set(cam["counts"]["labels"]) == {"car", "pedestrian", "cyclist"}
 
@@ -103,8 +103,9 @@ def test_every_endpoint_answers_with_real_values(running):
     events = get(port, "/api/highway/events?limit=3", auth)
     assert events.status == 200 and events.content_type == "application/json; charset=utf-8"
     evs = events.json()["events"]
-    assert 1 <= len(evs) <= 3 and all(e["camera"] == "highway" and e["model_id"] == MODEL_ID for e in evs)
-    assert [e["frame"] for e in evs] == sorted(e["frame"] for e in evs) or evs[-1]["timestamp"] >= evs[0]["timestamp"]
+    assert len(evs) == 3 and all(e["camera"] == "highway" and e["type"] for e in evs)
+    assert [e["timestamp"] for e in evs] == sorted(e["timestamp"] for e in evs)  # newest last
+    assert get(port, "/api/highway/events?limit=x", auth).status == 400
 
     health = get(port, "/healthz", auth)
     assert health.status == 200 and health.json()["cameras"]["highway"]["ok"] is True
@@ -122,8 +123,10 @@ def test_every_endpoint_answers_with_real_values(running):
     assert hist >= before[key] and after[("squeezedet_inference_seconds_sum", (("camera", "highway"),))] > 0
     assert ("squeezedet_line_crossings_total",
             (("camera", "highway"), ("direction", "in"), ("label", "car"), ("line", "gate"))) in after
-    assert ("squeezedet_zone_objects", (("camera", "highway"), ("label", "car"), ("zone", "road"))) in after \
-        or after.get(("squeezedet_objects", (("camera", "highway"), ("label", "car")))) is not None
+    for label in ("car", "pedestrian", "cyclist"):  # every known label has its series, zero included
+        assert after[("squeezedet_objects", (("camera", "highway"), ("label", label)))] >= 0
+        assert after[("squeezedet_zone_objects", (("camera", "highway"), ("label", label), ("zone", "road")))] >= 0
+    assert after[("squeezedet_objects", (("camera", "highway"), ("label", "pedestrian")))] == 0
 
 
 def test_live_stream_sends_new_frames_of_the_camera(running):
