@@ -96,7 +96,8 @@ def clip_config(http_port: int, cameras: dict, mqtt_port: int | None = None, **s
     """A multi-camera config dict on the bundled model; ``sections`` update the top-level sections."""
     cfg = {
         "cameras": cameras,
-        "model": {"path": str(MODEL), "num_threads": 1, "watch_interval_s": 0},
+        # nms 0.3 merges the demo model's partial boxes on the white car (as configs/edge_file.yaml does)
+        "model": {"path": str(MODEL), "num_threads": 1, "watch_interval_s": 0, "nms_threshold": 0.3},
         "mqtt": {"enabled": mqtt_port is not None, "host": "127.0.0.1", "port": mqtt_port or 1883,
                  "prefix": "sd", "stats_interval_s": 1.0, "flush_timeout_s": 2.0},
         "run": {"stop_at_end": False},

@@ -55,7 +55,7 @@ def draw_overlay(latest, geometry: dict, counts: dict) -> np.ndarray:
                           [o.smoothed_score for o in objs], [o.track_id for o in objs])
     h, w = out.shape[:2]
     thickness = max(1, round(min(h, w) / 360))
-    scale = max(0.4, min(h, w) / 900)
+    scale = max(0.45, min(h, w) / 600)  # zone and line captions: readable in a half-width browser tile
     for name, points in shapes(geometry, "masks"):
         cv2.polylines(out, [np.array(points, np.int32)], True, MASK_COLOUR, thickness, cv2.LINE_AA)
     for name, points in shapes(geometry, "zones"):
