@@ -3,9 +3,11 @@ with nobody watching, and on with one MJPEG viewer attached (a real HTTP client 
 interleaved round by round so that load from other processes hits every mode alike.
 
 FPS is measured in the steady state: from the 20th processed frame (and the viewer's first frame) to
-``--frames`` - 5, read from the daemon's own frame counter.
+``--frames`` - 5, read from the daemon's own frame counter. Over the same window the process's CPU time
+per frame is measured too (decoding, inference, tracking and, with a viewer, drawing and encoding): on
+a shared machine other processes move FPS by more than a viewer costs, CPU time much less.
 
-    python benchmarks/http_viewer_fps.py [--frames 300] [--rounds 3] [--threads 2] [--stream-fps 5]
+    python benchmarks/http_viewer_fps.py [--frames 300] [--rounds 5] [--threads 2] [--stream-fps 5]
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ class Viewer(threading.Thread):
         return max(self.boundaries - 2, 0) / max(self.ended_at - self.started_at, 1e-9)
 
 
-def run_once(mode: str, args) -> tuple[float, float | None]:
-    """(daemon FPS in the steady state, viewer FPS or None)."""
+def run_once(mode: str, args) -> tuple[float, float, float | None]:
+    """(daemon FPS in the steady state, CPU ms per frame, viewer FPS or None)."""
     port = free_port()
     cfg = EdgeConfig.model_validate({
         "camera": {"name": "bench"},
@@ -102,17 +104,17 @@ def run_once(mode: str, args) -> tuple[float, float | None]:
             raise RuntimeError("the viewer got no frame")
     while daemon.frames < WARMUP_FRAMES:
         time.sleep(0.002)
-    f0, t0 = daemon.frames, time.perf_counter()
+    f0, t0, c0 = daemon.frames, time.perf_counter(), time.process_time()
     end = args.frames - 5
     while daemon.frames < end and runner.is_alive():
         time.sleep(0.002)
-    f1, t1 = daemon.frames, time.perf_counter()
+    f1, t1, c1 = daemon.frames, time.perf_counter(), time.process_time()
     if viewer is not None:
         viewer.stop_flag.set()
     runner.join(60)
     if viewer is not None:
         viewer.join(10)
-    return (f1 - f0) / (t1 - t0), (viewer.fps() if viewer is not None else None)
+    return (f1 - f0) / (t1 - t0), (c1 - c0) / (f1 - f0) * 1000, (viewer.fps() if viewer is not None else None)
 
 
 def main(argv=None) -> int:
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--video", default=DEFAULT_VIDEO)
     p.add_argument("--frames", type=int, default=300, help="frames per run (the clip loops)")
-    p.add_argument("--rounds", type=int, default=3, help="each round runs every mode once")
+    p.add_argument("--rounds", type=int, default=5, help="each round runs every mode once")
     p.add_argument("--threads", type=int, default=2, help="interpreter threads")
     p.add_argument("--stream-fps", type=float, default=5.0, help="http.stream_fps")
     args = p.parse_args(argv)
@@ -132,27 +134,30 @@ def main(argv=None) -> int:
             print(f"http_viewer_fps: error: {path}: not found", file=sys.stderr)
             return 2
     fps: dict[str, list[float]] = {m: [] for m in MODES}
+    cpu: dict[str, list[float]] = {m: [] for m in MODES}
     viewer_fps: list[float] = []
     for r in range(args.rounds):
         order = MODES if r % 2 == 0 else MODES[::-1]  # alternate the order: no mode always runs first
         for mode in order:
-            value, seen = run_once(mode, args)
+            value, cpu_ms, seen = run_once(mode, args)
             fps[mode].append(value)
+            cpu[mode].append(cpu_ms)
             if seen is not None:
                 viewer_fps.append(seen)
-            print(f"round {r + 1}/{args.rounds}  {mode:<24} {value:6.1f} FPS"
+            print(f"round {r + 1}/{args.rounds}  {mode:<24} {value:6.1f} FPS  {cpu_ms:5.1f} CPU ms/frame"
                   + (f"  (viewer received {seen:.1f} frames/s)" if seen is not None else ""), flush=True)
     base = statistics.median(fps[MODES[1]])
+    base_cpu = statistics.median(cpu[MODES[1]])
     print()
     print(f"host: {platform.machine()} {platform.system()}, python {platform.python_version()}, "
           f"{args.threads} interpreter threads, {args.frames} frames per run, stream_fps {args.stream_fps:g}")
     print()
-    print("| mode | FPS per run | median FPS | vs. no viewer |")
-    print("|---|---|---|---|")
+    print("| mode | FPS per run | median FPS | vs. no viewer | median CPU ms/frame | vs. no viewer |")
+    print("|---|---|---|---|---|---|")
     for mode in MODES:
         runs = ", ".join(f"{v:.1f}" for v in fps[mode])
-        med = statistics.median(fps[mode])
-        print(f"| {mode} | {runs} | {med:.1f} | {med / base:.3f} |")
+        med, med_cpu = statistics.median(fps[mode]), statistics.median(cpu[mode])
+        print(f"| {mode} | {runs} | {med:.1f} | {med / base:.3f} | {med_cpu:.1f} | {med_cpu / base_cpu:.3f} |")
     if viewer_fps:
         print(f"\nthe viewer received {statistics.median(viewer_fps):.1f} frames/s (median; the limit is "
               f"{args.stream_fps:g})")

@@ -273,6 +273,10 @@ class HttpConfig(_Strict):
     username: str = Field("admin", min_length=1)  #: HTTP Basic user name (the password is the token)
     #: Frames per second sent to each live viewer (MJPEG); frames in between are skipped, never queued.
     stream_fps: float = Field(5.0, gt=0, le=60)
+    #: Live view frames are scaled down to this many rows (a browser tile is smaller than the camera's
+    #: frame, and encoding costs CPU with the square of the size); None = full size. latest.jpg is
+    #: always full size.
+    stream_height: int | None = Field(480, ge=64)
     jpeg_quality: int = Field(75, ge=10, le=100)
     #: /healthz answers 200 while every camera processed a frame within this many seconds, else 503.
     health_max_age_s: float = Field(10.0, gt=0)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser_helpers import Chromium, chromium_binary
-from http_helpers import CLIP_SIZE, RunningDaemon, basic, clip_camera, clip_config
+from http_helpers import RunningDaemon, basic, clip_camera, clip_config
 from pipeline_helpers import free_port
 
 TOKEN = "browser-token"
@@ -58,7 +58,7 @@ def test_page_shows_every_camera_live(tmp_path):
     a, b = png_array(first), png_array(second)
     assert a.shape == b.shape and a.shape[0] > 0
     for box in boxes:
-        assert box["natural"] == list(CLIP_SIZE)  # the stream's frames are the camera's full frames
+        assert box["natural"] == [853, 480]  # the camera's 1280x720 frames at http.stream_height
         assert box["w"] > 200 and box["h"] > 100
         x, y = int(box["x"]), int(box["y"])
         region_a = a[y:y + int(box["h"]), x:x + int(box["w"])].astype(int)

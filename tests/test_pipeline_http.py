@@ -134,7 +134,8 @@ def test_live_stream_sends_new_frames_of_the_camera(running):
     assert ctype.startswith("multipart/x-mixed-replace")
     indexes = [int(h["x-frame-index"]) for h, _ in parts]
     assert indexes[0] < indexes[1] < indexes[2]
-    assert all(decode(data).shape == (CLIP_SIZE[1], CLIP_SIZE[0], 3) for _, data in parts)
+    # the live view is scaled to http.stream_height (480) rows, aspect kept: 1280 x 480 / 720 = 853.3
+    assert all(decode(data).shape == (480, 853, 3) for _, data in parts)
 
 
 @pytest.mark.parametrize("headers", [{}, bearer("pole-7-tokem"), basic("admin", "nope"), basic("root", TOKEN)],

@@ -256,3 +256,7 @@ def test_overlay_draws_zones_lines_and_tracks_where_the_geometry_says():
     assert r == g == b and r > MASK_COLOUR[0] // 2  # the mask's top edge (grey, anti-aliased)
     assert tuple(out[60, 40]) != (0, 0, 0)  # the track's box edge at x = 40
     assert tuple(out[120, 20]) == (0, 0, 0)  # nothing drawn below the line on the left
+    half = draw_overlay(cam.frame, cam.geometry(), cam.counts(), height=64)  # the live view's downscale
+    assert half.shape == (64, 128, 3)
+    assert tuple(half[50, 75]) == ZONE_COLOUR and tuple(half[17, 4]) == ZONE_COLOUR  # line y=50, zone x=4
+    assert tuple(half[60, 10]) == (0, 0, 0)

@@ -47,12 +47,26 @@ def _caption(img: np.ndarray, text: str, org: tuple[int, int], colour, scale: fl
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
 
-def draw_overlay(latest, geometry: dict, counts: dict) -> np.ndarray:
-    """The frame with confirmed tracks (id, label, smoothed score), zones, masks and counting lines
-    with their in/out totals; a new RGB array (the frame itself is shared with the daemon)."""
+def scaled(image: np.ndarray, height: int | None) -> tuple[np.ndarray, float]:
+    """The image at most ``height`` rows high (aspect kept) and the scale applied; the same array when
+    it is small enough already."""
+    if not height or image.shape[0] <= height:
+        return image, 1.0
+    scale = height / image.shape[0]
+    size = (max(1, round(image.shape[1] * scale)), height)
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), scale
+
+
+def draw_overlay(latest, geometry: dict, counts: dict, height: int | None = None) -> np.ndarray:
+    """The frame (downscaled to ``height`` rows first, if taller) with confirmed tracks (id, label,
+    smoothed score), zones, masks and counting lines with their in/out totals; always a new RGB array
+    (the frame itself is shared with the daemon)."""
     objs = latest.objects
-    out = draw_detections(latest.image, [o.box for o in objs], [o.label for o in objs],
+    image, k = scaled(latest.image, height)
+    out = draw_detections(image, [[v * k for v in o.box] for o in objs], [o.label for o in objs],
                           [o.smoothed_score for o in objs], [o.track_id for o in objs])
+    if k != 1.0:
+        geometry = _scale_geometry(geometry, k)
     h, w = out.shape[:2]
     thickness = max(1, round(min(h, w) / 360))
     scale = max(0.45, min(h, w) / 600)  # zone and line captions: readable in a half-width browser tile
@@ -83,6 +97,20 @@ def draw_overlay(latest, geometry: dict, counts: dict) -> np.ndarray:
     return out
 
 
+def _scale_geometry(geometry: dict, k: float) -> dict:
+    def pts(points):
+        return [[x * k, y * k] for x, y in points]
+
+    def one(shape):
+        return {**shape, "points": pts(shape["points"])} if isinstance(shape, dict) else pts(shape)
+
+    out = dict(geometry)
+    for kind in ("zones", "masks", "lines"):
+        found = geometry.get(kind) or {}
+        out[kind] = {n: one(v) for n, v in found.items()} if isinstance(found, dict) else [one(v) for v in found]
+    return out
+
+
 def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
@@ -100,49 +128,51 @@ class Jpeg:
 
 
 class JpegCache:
-    """The newest JPEG of one camera, per variant. Used from the server's event loop only (no locks);
-    the drawing and encoding run on ``executor``."""
+    """The newest JPEG of one camera, per variant (annotated or raw, full size or at most ``height``
+    rows). Used from the server's event loop only (no locks); drawing and encoding run on ``executor``."""
 
     def __init__(self, worker, executor: Executor, quality: int):
         self.worker = worker
         self.executor = executor
         self.quality = quality
         self.encoded = 0  #: encodes done (for tests and the benchmark: viewers share them)
-        self._done: dict[bool, Jpeg] = {}
-        self._pending: dict[bool, tuple[tuple, asyncio.Future]] = {}
+        self._done: dict[tuple, Jpeg] = {}
+        self._pending: dict[tuple, tuple[tuple, asyncio.Future]] = {}
 
-    async def get(self, raw: bool = False) -> Jpeg | None:
+    async def get(self, raw: bool = False, height: int | None = None) -> Jpeg | None:
         """The newest frame as JPEG (None before the first frame); waits for at most one encode."""
         latest = self.worker.latest()
         if latest is None:
             return None
         key = (latest.index, latest.monotonic)
-        done = self._done.get(raw)
+        variant = (raw, height)
+        done = self._done.get(variant)
         if done is not None and done.key == key:
             return done
-        pending = self._pending.get(raw)
+        pending = self._pending.get(variant)
         if pending is None or pending[0] != key:
-            future = asyncio.get_running_loop().run_in_executor(self.executor, self._encode, latest, raw, key)
-            future.add_done_callback(self._store(raw))
-            pending = self._pending[raw] = (key, future)
+            future = asyncio.get_running_loop().run_in_executor(self.executor, self._encode, latest, variant, key)
+            future.add_done_callback(self._store(variant))
+            pending = self._pending[variant] = (key, future)
         # shield: a viewer that hangs up must not cancel the encode the others wait for
         return await asyncio.shield(pending[1])
 
-    def _store(self, raw: bool):
+    def _store(self, variant: tuple):
         def store(future: asyncio.Future) -> None:
             if future.cancelled() or future.exception() is not None:
                 return
             jpeg = future.result()
-            current = self._done.get(raw)
+            current = self._done.get(variant)
             if current is None or current.key < jpeg.key:
-                self._done[raw] = jpeg
+                self._done[variant] = jpeg
         return store
 
-    def _encode(self, latest, raw: bool, key) -> Jpeg:
+    def _encode(self, latest, variant: tuple, key) -> Jpeg:
+        raw, height = variant
         if raw:
-            image = latest.image
+            image = scaled(latest.image, height)[0]
         else:
-            image = draw_overlay(latest, self.worker.geometry(), self.worker.counts())
+            image = draw_overlay(latest, self.worker.geometry(), self.worker.counts(), height)
         self.encoded += 1
         return Jpeg(key, encode_jpeg(image, self.quality), latest.index, image.shape[1], image.shape[0])
 

@@ -236,7 +236,8 @@ class HttpServer:
                             headers={"X-Frame-Index": str(jpeg.index)})
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        """multipart/x-mixed-replace: each part one JPEG, at most stream_fps per second, newest only.
+        """multipart/x-mixed-replace: each part one JPEG at most stream_height rows high, at most
+        stream_fps per second, newest only.
         A slow viewer makes its own write wait (and so skips frames); nobody else notices."""
         name, _ = self._camera(request)
         raw = request.query.get("raw", "0").lower() in ("1", "true", "yes")
@@ -246,6 +247,7 @@ class HttpServer:
             "Pragma": "no-cache", **_SECURITY_HEADERS})
         await response.prepare(request)
         interval = 1.0 / self.cfg.stream_fps
+        height = self.cfg.stream_height
         sent_key = None
         self.viewers += 1
         try:
@@ -254,7 +256,7 @@ class HttpServer:
             while not self._closing.is_set():
                 if request.transport is None or request.transport.is_closing():
                     break  # the viewer hung up while no new frame came
-                jpeg = await cache.get(raw)
+                jpeg = await cache.get(raw, height)
                 if jpeg is not None and jpeg.key != sent_key:
                     head = (f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg.data)}\r\n"
                             f"X-Frame-Index: {jpeg.index}\r\n\r\n").encode()
