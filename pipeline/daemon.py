@@ -3,7 +3,8 @@
 Each camera runs its own source thread (capture) and frame thread (filters -> shared detector ->
 tracker -> zones/lines/snapshots -> report); one inference thread serves all cameras round-robin
 (pipeline.scheduler), and one MQTT publisher thread carries every camera's messages, so network
-trouble costs no frame loop anything and one camera's trouble costs the others nothing.
+trouble costs no frame loop anything and one camera's trouble costs the others nothing. With
+``http.enabled`` an HTTP server (pipeline.web, its own thread) shows the cameras to an operator.
 ``squeezedet-edge --config edge.yaml`` runs until SIGTERM or SIGINT (finish the frames, end open
 tracks, publish ``offline``, flush, exit 0), or until every camera has finished (``run.max_frames``
 frames each, or the end of a non-looping file with ``run.stop_at_end``).

@@ -122,9 +122,33 @@ class DaemonCollector(Collector):
                                   value=publisher.dropped if enabled else mqtt.get("dropped", 0))
 
 
-def daemon_registry(daemon) -> CollectorRegistry:
+class HttpCollector(Collector):
+    """What the operator's window itself costs: open live views, frames drawn and encoded for viewers
+    and the CPU time that took (``pipeline.web.HttpServer``)."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def collect(self) -> Iterator:
+        caches = self.server.caches
+        yield GaugeMetricFamily("squeezedet_http_viewers", "Open live views (MJPEG streams)",
+                                value=self.server.viewers)
+        encoded = CounterMetricFamily("squeezedet_http_encoded_frames", "Frames drawn and JPEG-encoded for viewers",
+                                      labels=["camera"])
+        cpu = CounterMetricFamily("squeezedet_http_encode_cpu_seconds", "CPU time spent drawing and encoding them",
+                                  labels=["camera"])
+        for name, cache in caches.items():
+            encoded.add_metric([name], cache.encoded)
+            cpu.add_metric([name], cache.cpu_seconds)
+        yield encoded
+        yield cpu
+
+
+def daemon_registry(daemon, server=None) -> CollectorRegistry:
     """A private registry (not the process-wide default): several daemons in one process stay apart."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(daemon))
+    if server is not None:
+        registry.register(HttpCollector(server))
     ProcessCollector(registry=registry)  # CPU seconds, resident memory, open files of this process
     return registry

@@ -183,7 +183,7 @@ def test_stream_is_rate_limited_and_viewers_share_encodes(serve):
         assert all(h["content-type"] == "image/jpeg" and int(h["content-length"]) == len(d) for h, d in parts)
         assert cv2.imdecode(np.frombuffer(parts[0][1], np.uint8), cv2.IMREAD_COLOR).shape == (128, 256, 3)
     # both viewers wake on the same ticks: 18 parts sent from about 9 encodes (a slow tick may split one)
-    assert server._caches["front"].encoded <= 9 + 3
+    assert server.caches["front"].encoded <= 9 + 3
     assert wait_until(lambda: server.viewers == 0, 5)
 
 
@@ -194,6 +194,8 @@ def test_metrics_values(serve):
     for seconds in (0.004, 0.012, 0.012, 3.0):
         cam.latency.observe(seconds)
     server = serve(daemon)
+    assert get(server.port, "/api/front/latest.jpg").status == 200  # one frame drawn and encoded
+    assert get(server.port, "/api/front/latest.jpg").status == 200  # the same frame: served from the cache
     r = get(server.port, "/metrics")
     assert r.status == 200 and r.content_type.startswith("text/plain; version=")
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -212,6 +214,9 @@ def test_metrics_values(serve):
     line = (("camera", "front"), ("direction", "in"), ("label", "car"), ("line", "gate"))
     assert samples[("squeezedet_line_crossings_total", line)] == 3
     assert samples[("squeezedet_mqtt_connected", ())] == 0
+    assert samples[("squeezedet_http_viewers", ())] == 0
+    assert samples[("squeezedet_http_encoded_frames_total", front)] == 1
+    assert 0 < samples[("squeezedet_http_encode_cpu_seconds_total", front)] < 1
     assert samples[("squeezedet_model_info", (("camera", "front"), ("model_id", "fake"), ("runtime", "")))] == 1
 
 

@@ -9,6 +9,8 @@ arrive while an encode runs are skipped, never queued.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from concurrent.futures import Executor
 
 import cv2
@@ -135,7 +137,9 @@ class JpegCache:
         self.worker = worker
         self.executor = executor
         self.quality = quality
-        self.encoded = 0  #: encodes done (for tests and the benchmark: viewers share them)
+        self.encoded = 0  #: frames drawn and encoded (viewers share them)
+        self.cpu_seconds = 0.0  #: CPU time those took (thread time of the encoding threads)
+        self._count_lock = threading.Lock()
         self._done: dict[tuple, Jpeg] = {}
         self._pending: dict[tuple, tuple[tuple, asyncio.Future]] = {}
 
@@ -168,13 +172,17 @@ class JpegCache:
         return store
 
     def _encode(self, latest, variant: tuple, key) -> Jpeg:
+        started = time.thread_time()
         raw, height = variant
         if raw:
             image = scaled(latest.image, height)[0]
         else:
             image = draw_overlay(latest, self.worker.geometry(), self.worker.counts(), height)
-        self.encoded += 1
-        return Jpeg(key, encode_jpeg(image, self.quality), latest.index, image.shape[1], image.shape[0])
+        data = encode_jpeg(image, self.quality)
+        with self._count_lock:
+            self.encoded += 1
+            self.cpu_seconds += time.thread_time() - started
+        return Jpeg(key, data, latest.index, image.shape[1], image.shape[0])
 
 
 def label_css_colour(label: str) -> str:

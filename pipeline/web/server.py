@@ -59,10 +59,10 @@ class HttpServer:
         self.cfg = cfg
         self.port = cfg.port
         self.viewers = 0  #: open MJPEG streams
-        self.registry = daemon_registry(daemon)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="http-encode")
-        self._caches = {name: JpegCache(worker, self._executor, cfg.jpeg_quality)
-                        for name, worker in daemon.cameras.items()}
+        self.caches = {name: JpegCache(worker, self._executor, cfg.jpeg_quality)
+                       for name, worker in daemon.cameras.items()}
+        self.registry = daemon_registry(daemon, self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -229,7 +229,7 @@ class HttpServer:
     async def _latest(self, request: web.Request) -> web.Response:
         name, _ = self._camera(request)
         raw = request.query.get("raw", "0").lower() in ("1", "true", "yes")
-        jpeg = await self._caches[name].get(raw)
+        jpeg = await self.caches[name].get(raw)
         if jpeg is None:
             return web.json_response({"error": f"camera {name!r} has no frame yet"}, status=503)
         return web.Response(body=jpeg.data, content_type="image/jpeg",
@@ -241,7 +241,7 @@ class HttpServer:
         A slow viewer makes its own write wait (and so skips frames); nobody else notices."""
         name, _ = self._camera(request)
         raw = request.query.get("raw", "0").lower() in ("1", "true", "yes")
-        cache = self._caches[name]
+        cache = self.caches[name]
         response = web.StreamResponse(headers={
             "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}", "Cache-Control": "no-store",
             "Pragma": "no-cache", **_SECURITY_HEADERS})
