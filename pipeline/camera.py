@@ -70,6 +70,7 @@ class CameraWorker:
         self._events: deque[dict] = deque(maxlen=EVENT_HISTORY)
         self._lock = threading.Lock()
         self.reporter = Reporter(publisher, self.topics, mqtt_cfg, cfg, on_event=self._record)
+        self.lines.on_total = self.reporter.line_total
         self.source = FrameSource(cfg.source, self.name, opener, on_status=self._on_source_status)
         self.frames = 0  #: frames processed
         self.errors = 0  #: frames whose processing raised (logged, skipped)
@@ -206,10 +207,8 @@ class CameraWorker:
     # -- commands ----------------------------------------------------------------------------------
     def reset_counts(self, line: str | None = None) -> list[str]:
         """Zero the line totals (one line or all), persist, publish."""
-        names = self.lines.reset(line)
+        names = self.lines.reset(line)  # publishes the zeroed totals through lines.on_total
         if names:
-            totals = self.lines.totals()
-            self.reporter.line_totals({n: totals[n] for n in names})
             log.info("line counts reset", extra={"fields": {"camera": self.name, "lines": ",".join(names)}})
         return names
 

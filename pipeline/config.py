@@ -156,7 +156,7 @@ class ObjectFilter(_Strict):
         for lo, hi in (("min_area", "max_area"), ("min_ratio", "max_ratio")):
             a, b = getattr(self, lo), getattr(self, hi)
             if a is not None and b is not None and b < a:
-                raise ValueError(f"{hi} must be >= {lo}")
+                raise ValueError(f"{hi}: must be >= {lo}")
         return self
 
 
@@ -196,7 +196,7 @@ class CameraConfig(_Strict):
         for kind in ("zones", "lines"):
             for key in getattr(self, kind):
                 if not _TOPIC_LEVEL.match(key):
-                    raise ValueError(f"{kind}.{key}: names may use letters, digits, '_' and '-' only")
+                    raise ValueError(f"{kind}.{key}: a name may use letters, digits, '_' and '-' only")
         return self
 
 
@@ -324,7 +324,7 @@ class EdgeConfig(_Strict):
     def _normalise(self):
         if self.cameras is not None:
             if self.source is not None or self.camera is not None:
-                raise ValueError("cameras: use either cameras or camera/source, not both")
+                raise ValueError("cameras: give either cameras or camera/source, not both")
             if not self.cameras:
                 raise ValueError("cameras: at least one camera is required")
             for key, cam in self.cameras.items():
@@ -355,8 +355,26 @@ def load_edge_config(path, env: dict | None = None) -> EdgeConfig:
     try:
         cfg = EdgeConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
+        raise ConfigError(_format_error(exc, str(path))) from None
     return resolve_secrets(cfg, os.environ if env is None else env, str(path))
+
+
+_KEYED = re.compile(r"^([A-Za-z0-9_.\- ]+): (.+)$")
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    """Like format_validation_error, but our own checks (``ValueError("key: reason")`` raised by a
+    model validator) name the full dotted key instead of the model's (or ``<root>``)."""
+    errs = exc.errors()
+    first = errs[0]
+    if first["type"] == "value_error":
+        match = _KEYED.match(str(first["msg"]).removeprefix("Value error, "))
+        if match:
+            loc = ".".join(str(p) for p in first["loc"])
+            key = f"{loc}.{match.group(1)}" if loc else match.group(1)
+            more = f" (+{len(errs) - 1} more error(s))" if len(errs) > 1 else ""
+            return f"{source}: {key}: {match.group(2)}{more}"
+    return format_validation_error(exc, source)
 
 
 def _expand_env(text: str, env, key: str, source: str) -> str:

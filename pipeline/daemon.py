@@ -211,6 +211,7 @@ class Daemon:
         self.watcher.stop()
         self.shared.stop()
         self._heartbeat_final()
+        self._report_stats()  # the final figures, also for runs shorter than stats_interval_s
         for worker in self.cameras.values():
             worker.shutdown()
         if self.publisher is not None:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.core.anchors import grid_size
 from squeezedet.core.metadata import file_sha256, sidecar_path
 from squeezedet.core.postprocess import Detections
 from squeezedet.core.runtime import runtime_name
@@ -58,7 +57,7 @@ class Detector(TFLitePredictor):
         want_in = (1, meta.input_height, meta.input_width, 3)
         if self.model.input_shape != want_in:
             raise ModelFileError(f"{self.path}: input shape {self.model.input_shape} does not match metadata {want_in}")
-        gw, gh = grid_size(meta.input_width, meta.input_height)
+        gw, gh = meta.grid_size
         want_out = (1, gh, gw, len(meta.anchor_shapes) * (meta.num_classes + 5))
         got_out = tuple(int(v) for v in self.model.output["shape"])
         if got_out != want_out:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +107,13 @@ def _segments_cross(p, q, a, b) -> bool:
 class LineCounters:
     """All lines of one camera, with totals loaded from and saved to the shared CountStore."""
 
-    def __init__(self, camera: str, lines: dict, store: CountStore | None = None):
+    def __init__(self, camera: str, lines: dict, store: CountStore | None = None,
+                 on_total: Callable[[str, str, str, int], None] | None = None):
         self.camera = camera
         self.store = store
+        #: (line, label, direction, total) for every changed total, called under the lock so that
+        #: publishers see changes in order (a reset never races a crossing's publish)
+        self.on_total = on_total
         saved = store.get(camera) if store is not None else {}
         self.lines = {name: Line(name, cfg, saved.get(name)) for name, cfg in lines.items()}
         self._lock = threading.Lock()
@@ -122,6 +126,9 @@ class LineCounters:
         with self._lock:
             for line in self.lines.values():
                 crossings += line.update(objects, ended, size)
+            if self.on_total is not None:
+                for c in crossings:
+                    self.on_total(c.line, c.obj.label, c.direction, c.totals[c.direction])
         if crossings:
             self._save()
         return crossings
@@ -140,6 +147,10 @@ class LineCounters:
             names = [line] if line is not None and line in self.lines else ([] if line else list(self.lines))
             for name in names:
                 self.lines[name].reset()
+                if self.on_total is not None:
+                    for label in self.lines[name].totals:
+                        for direction in ("in", "out"):
+                            self.on_total(name, label, direction, 0)
         if names:
             self._save()
         return names

@@ -91,6 +91,10 @@ class Reporter:
                         n = labels.get(label, {}).get(direction, 0)
                         self._state(self.topics.line_total(line, label, direction), str(n))
 
+    def line_total(self, line: str, label: str, direction: str, total: int) -> None:
+        """One retained line total (called by LineCounters whenever a total changes)."""
+        self._state(self.topics.line_total(line, label, direction), str(total))
+
     def status(self, **fields) -> None:
         """Merge fields (state, detail, model_id, model_error) into the retained camera status; the
         camera's availability follows its source (online only while frames can flow)."""
@@ -116,7 +120,6 @@ class Reporter:
                 "type": "cross", "camera": self.topics.camera, "line": c.line, "direction": c.direction,
                 "frame": index, **time_fields(timestamp), "id": c.obj.track_id, "label": c.obj.label,
                 "totals": c.totals, "object": object_payload(c.obj, width, height)})
-            self._state(self.topics.line_total(c.line, c.obj.label, c.direction), str(c.totals[c.direction]))
         if self.publisher is None:
             return
         if timestamp - self._last_detections >= self.cfg.detections_interval_s:

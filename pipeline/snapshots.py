@@ -39,21 +39,25 @@ def render(image_rgb: np.ndarray, obj: TrackedObject, cfg) -> tuple[bytes, int, 
     import cv2
 
     img = image_rgb
-    if cfg.draw_box:
-        img = draw_detections(img, [obj.box], [obj.label], [obj.score], [obj.track_id])
     h, w = img.shape[:2]
+    x1, y1, x2, y2 = obj.box
+    ox, oy = 0, 0  # crop origin
     if cfg.crop:
-        x1, y1, x2, y2 = obj.box
         mx, my = (x2 - x1) * cfg.crop_margin, (y2 - y1) * cfg.crop_margin
         cx1, cy1 = max(int(x1 - mx), 0), max(int(y1 - my), 0)
         cx2, cy2 = min(int(np.ceil(x2 + mx)), w), min(int(np.ceil(y2 + my)), h)
         if cx2 > cx1 and cy2 > cy1:
-            img = img[cy1:cy2, cx1:cx2]
+            img, ox, oy = img[cy1:cy2, cx1:cx2], cx1, cy1
             h, w = img.shape[:2]
     out_w, out_h = output_size(w, h, cfg.width, cfg.height)
     if (out_w, out_h) != (w, h):
         interp = cv2.INTER_AREA if out_w < w else cv2.INTER_LINEAR
         img = cv2.resize(img, (out_w, out_h), interpolation=interp)
+    if cfg.draw_box:  # drawn at the output size, so lines and caption stay crisp in any scaling
+        sx, sy = out_w / w, out_h / h
+        box = ((x1 - ox) * sx, (y1 - oy) * sy, (x2 - ox) * sx, (y2 - oy) * sy)
+        img = draw_detections(img, [box], [obj.label], [obj.score], [obj.track_id],
+                              thickness=max(2, round(min(out_w, out_h) / 120)))
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, cfg.quality])
     if not ok:
         raise ValueError("JPEG encoding failed")

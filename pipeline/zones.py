@@ -9,6 +9,7 @@ normalised to [0, 1]; they are scaled to each frame's size, so a lower stream re
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -158,10 +159,12 @@ def _ghost(track_id: int, label: str) -> TrackedObject:
 
 
 class Zones:
-    """All zones of one camera."""
+    """All zones of one camera. Updated by the camera's frame thread; ``counts()`` and ``membership()``
+    may be read from any thread."""
 
     def __init__(self, zones: dict):
         self.zones = {name: Zone(name, cfg) for name, cfg in zones.items()}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.zones)
@@ -169,16 +172,19 @@ class Zones:
     def update(self, objects: Sequence[TrackedObject], ended: Sequence[TrackedObject],
                size: tuple[int, int]) -> list[ZoneEvent]:
         events = []
-        for zone in self.zones.values():
-            events += zone.end(ended)
-            events += zone.update(objects, size)
+        with self._lock:
+            for zone in self.zones.values():
+                events += zone.end(ended)
+                events += zone.update(objects, size)
         return events
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {name: zone.counts() for name, zone in self.zones.items()}
+        with self._lock:
+            return {name: zone.counts() for name, zone in self.zones.items()}
 
     def membership(self, track_id: int) -> list[str]:
-        return [name for name, zone in self.zones.items() if track_id in zone.occupants()]
+        with self._lock:
+            return [name for name, zone in self.zones.items() if track_id in zone.occupants()]
 
     def geometry(self, size: tuple[int, int]) -> dict[str, list[list[float]]]:
         return {name: zone.shape.pixels(size).round(1).tolist() for name, zone in self.zones.items()}

@@ -116,7 +116,7 @@ def test_object_filters_area_ratio_score():
 def test_bad_zone_and_line_configs_are_rejected():
     with pytest.raises(ValueError, match="min_length|at least 3"):
         ZoneConfig(points=[[0, 0], [1, 1]])
-    with pytest.raises(ValueError, match="max_area must be >= min_area"):
+    with pytest.raises(ValueError, match="max_area: must be >= min_area"):
         ObjectFilter(min_area=10, max_area=5)
 
 
