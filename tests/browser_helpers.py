@@ -38,13 +38,14 @@ class Chromium:
         assert binary, "no chromium binary"
         profile = self.dir / "profile"
         profile.mkdir(parents=True, exist_ok=True)
+        active = profile / "DevToolsActivePort"  # Chromium writes the port it picked here
+        active.unlink(missing_ok=True)  # a reused profile must not hand us the last run's port
         self.proc = subprocess.Popen(
             [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--mute-audio",
              f"--window-size={self.size[0]},{self.size[1]}", "--remote-debugging-port=0",
              "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=(self.dir / "chromium.log").open("wb"))
-        active = profile / "DevToolsActivePort"  # Chromium writes the port it picked here
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.proc.poll() is None:
             if active.is_file() and active.read_text().strip():
