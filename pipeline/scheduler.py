@@ -3,7 +3,10 @@
 N cameras cost one model's memory and one interpreter (a TFLite interpreter has one caller at a time).
 Each camera thread hands in one frame and waits for its detections; the inference thread takes the
 waiting requests in camera order, starting after the camera it served last, so a camera with a fast
-stream cannot starve a slow one: with every camera waiting, each gets exactly one inference per round.
+stream cannot starve a slow one: a waiting frame is served after at most one inference of every other
+camera (``Result.behind`` <= cameras - 1), whatever their frame rates. The scheduler never idles the
+detector to wait for a camera that has no frame ready (work-conserving), so a camera whose thread is
+late to hand in its next frame simply takes the next round.
 A request that raises (a frame the model cannot take) fails that camera's frame only.
 
 The model is swapped between requests (``swap``): every result says which detector produced it, so a
@@ -28,11 +31,13 @@ class Result:
     detector: Detector  #: the model that produced them (class names, model_id)
     inference_ms: float  #: the detector's own inference time for this frame
     wait_ms: float  #: time spent queued behind other cameras
+    behind: int  #: other cameras' inferences served while this frame waited (at most cameras - 1)
 
 
 @dataclass
 class _Request:
     image: np.ndarray
+    ticket: int = 0  # inferences served before this request arrived
     queued: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     result: Result | None = None
@@ -46,6 +51,7 @@ class SharedDetector:
         self.detector = detector
         self.cameras = list(cameras)
         self.served = {name: 0 for name in self.cameras}  #: inferences per camera
+        self.total = 0  #: inferences, all cameras
         self._pending: dict[str, _Request] = {}
         self._cond = threading.Condition()
         self._next = 0  # index in self.cameras where the next round-robin scan starts
@@ -72,8 +78,8 @@ class SharedDetector:
 
     def detect(self, camera: str, image: np.ndarray) -> Result:
         """Detections for ``camera``'s frame; blocks while other cameras' frames are served first."""
-        req = _Request(image)
         with self._cond:
+            req = _Request(image, self.total)
             if self._stop:
                 raise RuntimeError("detector stopped")
             if camera in self._pending:
@@ -108,10 +114,15 @@ class SharedDetector:
             name, req = item
             detector = self.detector  # read once: a swap lands between requests, never inside one
             started = time.monotonic()
+            with self._cond:
+                behind = self.total - req.ticket
             try:
                 dets = detector.detect(req.image)
-                req.result = Result(dets, detector, detector.last_inference_ms, (started - req.queued) * 1000.0)
+                req.result = Result(dets, detector, detector.last_inference_ms, (started - req.queued) * 1000.0,
+                                    behind)
             except Exception as exc:  # noqa: BLE001 - the camera that sent the frame gets the error
                 req.error = exc
-            self.served[name] = self.served.get(name, 0) + 1
+            with self._cond:
+                self.served[name] = self.served.get(name, 0) + 1
+                self.total += 1
             req.done.set()
