@@ -28,8 +28,12 @@ _ANCHOR_CONSTS = {  # what bbox/stretching adds/multiplies the deltas with: cx, 
 
 
 def dequantize_min_first(q: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """quint8 -> float as TensorFlow's Dequantize (MIN_FIRST) does: lo + q * (hi - lo) / 255."""
-    return (np.float32(lo) + q.astype(np.float32) * np.float32((hi - lo) / 255.0)).astype(np.float32)
+    """quint8 -> float32 exactly as the graph's own ops read it: TensorFlow's Dequantize in MIN_FIRST mode
+    (zero point rounded to a whole step: (q + round(lo / s)) * s with s = (hi - lo) / 255)."""
+    import tensorflow as tf
+
+    return tf.quantization.dequantize(tf.constant(q.astype(np.uint8), tf.quint8), float(lo), float(hi),
+                                      mode="MIN_FIRST").numpy().astype(np.float32)
 
 
 def _parse(path: Path):
