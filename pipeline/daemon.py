@@ -325,8 +325,12 @@ def check_config(cfg: EdgeConfig, path: str) -> str:
             probe.open()
             probe.stop()
     mqtt = f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.enabled else "disabled"
+    http = ""
+    if cfg.http.enabled:
+        http = f" http={cfg.http.bind}:{cfg.http.port} auth={'token' if cfg.http.token else 'none'}"
     return (f"{path}: OK (camera={','.join(cfg.cameras)} source={','.join(kinds)} model={det.model_id} "
-            f"input={det.meta.input_width}x{det.meta.input_height} classes={','.join(det.class_names)} mqtt={mqtt})")
+            f"input={det.meta.input_width}x{det.meta.input_height} classes={','.join(det.class_names)} mqtt={mqtt}"
+            f"{http})")
 
 
 def healthcheck(cfg: EdgeConfig, path: str) -> tuple[bool, str]:

@@ -53,8 +53,8 @@ def running(tmp_path_factory):
     try:
         with RunningDaemon(cfg, work, env={"SQUEEZEDET_HTTP_TOKEN": TOKEN}) as d:
             auth = bearer(TOKEN)
-            # wait for frames, a stats period (fps) and the two cars' "new" events
-            assert wait_until(lambda: get(d.port, "/api/highway/events?limit=5", auth).json()["events"], 30)
+            # wait for frames, a stats period (fps) and a few events (two cars' "new", updates, zone entries)
+            assert wait_until(lambda: len(get(d.port, "/api/highway/events?limit=5", auth).json()["events"]) >= 3, 30)
             assert wait_until(lambda: get(d.port, "/api/stats", auth).json()["cameras"]["highway"]["fps"] > 0, 15)
             yield d
     finally:
@@ -166,6 +166,19 @@ def test_healthz_turns_503_when_frames_stop(tmp_path):
         assert body["cameras"]["highway"]["frame"] == 37 and body["cameras"]["highway"]["last_frame_age_s"] > 1.0
         ok, message = healthcheck(d.cfg, str(d.path))
         assert not ok and "stale: highway (last frame" in message
+
+
+def test_check_config_names_the_http_server(tmp_path, capsys):
+    import yaml
+
+    port = free_port()
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(clip_config(port, {"highway": clip_camera()}, http={"token_file": str(
+        tmp_path / "token")})))
+    (tmp_path / "token").write_text("s3cret\n")
+    assert main(["--config", str(path), "--check-config"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith(f"mqtt=disabled http=127.0.0.1:{port} auth=token)") and "s3cret" not in out
 
 
 def test_port_taken_is_a_one_line_error(tmp_path, capsys):

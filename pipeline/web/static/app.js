@@ -44,8 +44,10 @@ function addCamera(cam, mode, fps) {
   const [fFrames, vFrames] = figure("frames");
   const [fDrop, vDrop] = figure("dropped");
   const counts = $("div", { class: "counts" });
+  // a click opens the newest frame at full size (aiming the camera, placing zones)
+  const link = $("a", { href: cam.latest, target: "_blank", title: "full-size frame" }, img);
   const card = $("section", { class: "card", id: `camera-${cam.name}` },
-    $("div", { class: "title" }, $("h2", {}, cam.name), state), img,
+    $("div", { class: "title" }, $("h2", {}, cam.name), state), link,
     $("div", { class: "figures" }, fFps, fInf, fFrames, fDrop), counts);
   document.getElementById("cameras").append(card);
   cards.set(cam.name, { img, state, vFps, vInf, vFrames, vDrop, counts, colours: cam.label_colours || {} });
