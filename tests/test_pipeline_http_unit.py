@@ -183,8 +183,9 @@ def test_stream_is_rate_limited_and_viewers_share_encodes(serve):
         assert indexes == sorted(indexes) and len(set(indexes)) == 9  # newest frames, never repeated
         assert all(h["content-type"] == "image/jpeg" and int(h["content-length"]) == len(d) for h, d in parts)
         assert cv2.imdecode(np.frombuffer(parts[0][1], np.uint8), cv2.IMREAD_COLOR).shape == (128, 256, 3)
-    # both viewers wake on the same ticks: 18 parts sent from about 9 encodes (a slow tick may split one)
-    assert server.caches["front"].encoded <= 9 + 3
+    # both viewers wake on the same ticks: 18 parts sent from about 9 encodes (18 without sharing; a tick
+    # that one viewer serves late on a loaded machine costs one more)
+    assert server.caches["front"].encoded <= 9 + 4
     assert wait_until(lambda: server.viewers == 0, 5)
 
 
