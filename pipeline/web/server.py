@@ -52,7 +52,7 @@ def redact_uri(uri: str) -> str:
 
 class HttpServer:
     """``start()`` binds (a ConfigError if it cannot) and serves on a daemon thread; ``stop()`` ends
-    every stream and joins. ``port`` is the bound port."""
+    every stream and joins."""
 
     def __init__(self, daemon, cfg: HttpConfig):
         self.daemon = daemon
@@ -110,9 +110,6 @@ class HttpServer:
         try:
             site = web.TCPSite(runner, self.cfg.bind, self.cfg.port, reuse_address=True)
             await site.start()
-            sockets = getattr(site._server, "sockets", None) or []
-            if sockets:
-                self.port = sockets[0].getsockname()[1]
             self._ready.set()
             await self._closing.wait()
         finally:
