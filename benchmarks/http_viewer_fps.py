@@ -168,6 +168,9 @@ def main(argv=None) -> int:
         runs = ", ".join(f"{v:.1f}" for v in fps[mode])
         med, med_cpu = statistics.median(fps[mode]), statistics.median(cpu[mode])
         print(f"| {mode} | {runs} | {med:.1f} | {med / base:.3f} | {med_cpu:.1f} | {med_cpu / base_cpu:.3f} |")
+    paired = [v / n for v, n in zip(fps[MODES[2]], fps[MODES[1]])]  # same round: the same background load
+    print(f"\nper round, FPS with the viewer / without: {', '.join(f'{r:.3f}' for r in paired)} "
+          f"(median {statistics.median(paired):.3f})")
     if viewer_fps:
         print(f"\nthe viewer received {statistics.median(viewer_fps):.1f} frames/s (median; the limit is "
               f"{args.stream_fps:g}); drawing and encoding them took {statistics.median(encode_share):.1%} of "
