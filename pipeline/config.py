@@ -62,9 +62,15 @@ class SourceConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    path: str  #: .tflite with its model.json sidecar next to it
+    path: str  #: exported model (.tflite, .onnx or OpenVINO .xml) with its model.json sidecar next to it
+    #: Inference engine (squeezedet.backends): auto picks by file type and what is installed.
+    backend: Literal["auto", "litert", "onnxruntime", "openvino"] = "auto"
     num_threads: int = Field(4, ge=1)
-    delegate: str | None = None  #: shared library of a TFLite delegate (EdgeTPU, GPU)
+    delegate: str | None = None  #: litert: shared library of a TFLite delegate (EdgeTPU, GPU)
+    device: str = "CPU"  #: openvino: CPU, GPU, NPU or AUTO
+    #: onnxruntime execution providers in order of preference (missing ones are skipped, cpu is always last)
+    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(default_factory=lambda: ["cpu"])
+    cache_dir: str | None = None  #: openvino compiled-model cache / TensorRT engine cache folder
     #: Decode settings; None = the defaults stored in the model's metadata.
     score_threshold: float | None = Field(None, ge=0, le=1)
     nms_threshold: float | None = Field(None, gt=0, le=1)

@@ -158,7 +158,7 @@ def test_sidecar_metadata_and_hash(exports, tiny_trained, tmp_path):
     data[-100] ^= 0xFF
     tampered.write_bytes(bytes(data))
     sidecar_path(tampered).write_text(sidecar_path(exports["fp32"]).read_text())
-    with pytest.raises(ModelFileError, match="tflite_sha256 does not match m.tflite"):
+    with pytest.raises(ModelFileError, match="model_sha256 does not match m.tflite"):
         read_metadata(tampered)
 
 
