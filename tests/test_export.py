@@ -83,7 +83,9 @@ def test_calibration_selection_is_seeded_and_counted(sample_root, tmp_path):
     "args, needle",
     [
         (["--quantize", "int4"], "unknown quantization 'int4'"),
-        (["--format", "onnx"], "unknown --format 'onnx'"),
+        (["--format", "caffe"], "unknown --format 'caffe'"),
+        (["--format", "onnx", "--quantize", "fp16"], "ONNX export supports fp32, int8, not fp16"),
+        (["--format", "onnx", "--quantize", "fp32"], "ONNX output must end in .onnx"),
         (["--calib-data", "/nonexistent/kitti"], "/nonexistent/kitti: calibration data folder not found"),
         (["--calib-images", "500"], "75 images found, 500 asked for"),
     ],

@@ -10,27 +10,27 @@ from squeezedet.errors import ConfigError, ModelFileError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("tflite",)
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export Keras weights to a .tflite (fp32, fp16 or int8) with its metadata",
-        description="Convert weights to TFLite (uint8 image in, raw ConvDet out), write the sidecar metadata, "
-        "then compare Keras and TFLite on a few held-out images (export_report.json beside the model).",
+        help="export Keras weights to .tflite, .onnx or OpenVINO IR (fp32, fp16 or int8) with its metadata",
+        description="Convert weights to TFLite, ONNX or OpenVINO IR (uint8 image in, raw ConvDet out), write the "
+        "sidecar metadata, then compare Keras and the export on a few held-out images (export_report.json beside "
+        "the model).",
     )
     p.add_argument("--weights", required=True, help="Keras .weights.h5")
     p.add_argument("--config", help="config of --weights (default: config.yaml beside them)")
-    p.add_argument("--format", default="tflite", help="output format (only: tflite)")
-    p.add_argument("--quantize", default="int8", help="fp32, fp16 or int8 (full-integer; default)")
+    p.add_argument("--format", default="tflite",
+                   help="tflite (default; fp32/fp16/int8), onnx (fp32/int8) or openvino (fp32/fp16/int8)")
+    p.add_argument("--quantize", default="int8", help="fp32, fp16 or int8 (default)")
     p.add_argument("--calib-data", help="int8 calibration images: KITTI folder or image folder (default: data.root)")
     p.add_argument("--calib-images", type=int, default=300, help="number of calibration images (default 300)")
     p.add_argument("--calib-split", help="split of --calib-data to calibrate on (default: data.train_split)")
     p.add_argument("--check-data", help="images for the Keras/TFLite check (default: the val split of data.root)")
     p.add_argument("--check-split", help="split of --check-data (default: every image)")
     p.add_argument("--check-images", type=int, default=4, help="images in the equivalence check (0 = skip)")
-    p.add_argument("--output", required=True, help="model.tflite to write (model.json goes beside it)")
+    p.add_argument("--output", required=True,
+                   help="model.tflite / model.onnx / model.xml (+ model.bin) to write; model.json goes beside it")
     p.set_defaults(func=run_export)
 
     b = sub.add_parser(
@@ -50,18 +50,18 @@ def register(sub) -> None:
 
 
 def run_export(args) -> int:
-    from squeezedet.export.tflite import export_tflite
+    from squeezedet.export.exporter import check_request, export_model
     from squeezedet.inference import config_for_weights
 
-    if args.format not in FORMATS:
-        raise ConfigError(f"unknown --format {args.format!r} (supported: {', '.join(FORMATS)})")
+    check_request(args.format, args.quantize, Path(args.output))
     if not Path(args.weights).is_file():
         raise ModelFileError(f"{args.weights}: weights file not found")
     cfg = config_for_weights(args.weights, args.config)
-    out = export_tflite(
+    out = export_model(
         cfg,
         args.weights,
         args.output,
+        fmt=args.format,
         quantize=args.quantize,
         calib_root=args.calib_data,
         calib_images=args.calib_images,
