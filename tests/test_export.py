@@ -212,7 +212,7 @@ def test_benchmark_counts_and_json(exports, tiny_trained, tmp_path, capsys):
                "--config", str(tiny_trained.config_path), "--threads", "1,2", "--runs", "2", "--warmup", "1",
                "--output", str(out)])
     assert rc == 0
-    assert "| tflite int8 | 2 |" in capsys.readouterr().out
+    assert "| tflite int8 | litert | 2 |" in capsys.readouterr().out
     rows = json.loads(out.read_text())["results"]
     assert [r["format"] for r in rows] == ["keras fp32", "tflite int8", "tflite int8"]
     model = load_inference_model(tiny_trained.config.model, tiny_trained.weights_path)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from squeezedet.commands import add_backend_arguments, backend_options
 from squeezedet.errors import ConfigError, ModelFileError
 
 log = logging.getLogger(__name__)
+
+EXPORTED = (".tflite", ".onnx", ".xml")
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -35,17 +38,19 @@ def register(sub) -> None:
 
     b = sub.add_parser(
         "benchmark",
-        help="latency, FPS, size, params and MACs of .tflite files and Keras weights",
+        help="latency, FPS, size, params and MACs of exported models (any back end) and Keras weights",
         description="Time single-image inference of each --model at each thread count; print a table and "
         "optionally write JSON. Keras .weights.h5 use --config (in order) or the config.yaml beside them; a "
         "saved .keras model needs none.",
     )
-    b.add_argument("--model", action="append", required=True, help=".tflite, .keras or .weights.h5 (repeatable)")
+    b.add_argument("--model", action="append", required=True,
+                   help=".tflite, .onnx, OpenVINO .xml, .keras or .weights.h5 (repeatable)")
     b.add_argument("--config", action="append", default=[], help="config of each .weights.h5 --model, in order")
     b.add_argument("--threads", default="1,2,4", help="comma-separated thread counts (default 1,2,4)")
     b.add_argument("--runs", type=int, default=50, help="timed runs per model and thread count")
     b.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     b.add_argument("--output", help="write results as JSON here")
+    add_backend_arguments(b)
     b.set_defaults(func=run_benchmark)
 
 
@@ -94,13 +99,13 @@ def run_benchmark(args) -> int:
     for m in models:
         if not m.is_file():
             raise ModelFileError(f"{m}: model file not found")
-        if m.suffix not in (".tflite", ".keras") and not m.name.endswith(".h5"):
-            raise ConfigError(f"{m}: expected a .tflite, a saved .keras model or Keras .weights.h5")
+        if m.suffix not in EXPORTED + (".keras",) and not m.name.endswith(".h5"):
+            raise ConfigError(f"{m}: expected a .tflite, .onnx, OpenVINO .xml, a saved .keras model or Keras .weights.h5")
     weights = [m for m in models if m.name.endswith(".h5")]  # these need a config; .keras files carry theirs
     if len(args.config) > len(weights):
         raise ConfigError(f"{len(args.config)} --config given for {len(weights)} Keras weights file(s)")
     rows = []
-    keras_models = [m for m in models if m.suffix != ".tflite"]
+    keras_models = [m for m in models if m.suffix not in EXPORTED]
     if keras_models:
         from squeezedet.inference import config_for_weights
 
@@ -110,9 +115,10 @@ def run_benchmark(args) -> int:
         benchmark.configure_tf_threads(max(threads))
         for m, cfg in zip(keras_models, configs, strict=True):
             rows.append(benchmark.bench_keras(m, cfg, args.runs, args.warmup))
+    options = backend_options(args)
     for m in models:
-        if m.suffix == ".tflite":
-            rows.extend(benchmark.bench_tflite(m, t, args.runs, args.warmup) for t in threads)
+        if m.suffix in EXPORTED:
+            rows.extend(benchmark.bench_model(m, t, args.runs, args.warmup, args.backend, options) for t in threads)
     print(benchmark.markdown_table(rows))
     if args.output:
         benchmark.write_results(args.output, rows, runs=args.runs, warmup=args.warmup)
