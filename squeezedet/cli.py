@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "squeezedet.commands.val",
     "squeezedet.eval.commands",
     "squeezedet.export.commands",
+    "squeezedet.commands.import_weights",
 )
 
 

@@ -31,8 +31,13 @@ class _Strict(BaseModel):
 
 class ModelConfig(_Strict):
     architecture: Literal["squeezedet", "squeezedet_plus"] = "squeezedet"
-    input_width: int = Field(1248, ge=32, multiple_of=16)
-    input_height: int = Field(384, ge=32, multiple_of=16)
+    input_width: int = Field(1248, ge=32)
+    input_height: int = Field(384, ge=32)
+    #: Padding of conv1 and the three max-pools. "same" (ours) keeps every pixel; the original 1242x375
+    #: release used "valid" (grid 76x22). Published weights only work with the geometry they were trained at.
+    padding: Literal["same", "valid"] = "same"
+    #: Kernel of the ConvDet layer: 3 in the paper, 1 in the authors' small mobile variant.
+    convdet_kernel: Literal[1, 3] = 3
     classes: list[str] = Field(default_factory=lambda: ["car", "pedestrian", "cyclist"], min_length=1)
     #: (w, h) in input pixels; the defaults are the paper's for 1248x384.
     anchor_shapes: list[tuple[float, float]] = Field(
@@ -63,6 +68,28 @@ class ModelConfig(_Strict):
     @property
     def num_anchors(self) -> int:
         return len(self.anchor_shapes)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """(grid_width, grid_height) of the ConvDet output for this input size and padding."""
+        from squeezedet.core.anchors import grid_size
+
+        conv1_kernel = 7 if self.architecture == "squeezedet_plus" else 3
+        return grid_size(self.input_width, self.input_height, self.padding, conv1_kernel)
+
+    def anchors(self):
+        """The anchor grid [grid_h * grid_w * A, 4] (cx, cy, w, h) every consumer of this config uses."""
+        from squeezedet.core.anchors import anchor_grid
+
+        return anchor_grid(self.input_width, self.input_height, self.anchor_shapes, self.grid_size)
+
+    @model_validator(mode="after")
+    def _grid_fits(self):
+        try:
+            self.grid_size
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class DataConfig(_Strict):
@@ -129,6 +156,9 @@ class TrainConfig(_Strict):
     prune_final_sparsity: float = Field(0.0, ge=0, lt=1)
     prune_begin_step: int = Field(0, ge=0)
     prune_end_step: int = Field(1000, ge=1)
+    #: Layers kept fixed while training (fnmatch patterns of layer names, e.g. [conv1, "fire2_*"]):
+    #: fine-tuning a trained detector on a few hundred frames changes only the later layers.
+    freeze: list[str] = Field(default_factory=list)
 
 
     @model_validator(mode="after")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.core.anchors import anchor_grid
 from squeezedet.core.postprocess import Detections, postprocess
 from squeezedet.core.preprocess import resize_for_model
 from squeezedet.errors import ConfigError, ModelFileError
@@ -62,7 +61,7 @@ class KerasPredictor(Predictor):
         self.cfg = cfg
         self.class_names = list(cfg.model.classes)
         self.input_size = cfg.model.input_size
-        self.anchors = anchor_grid(*self.input_size, cfg.model.anchor_shapes)
+        self.anchors = cfg.model.anchors()
         pp = cfg.postprocess
         self.score_threshold, self.nms_threshold = pp.score_threshold, pp.nms_threshold
         self.top_k, self.max_detections = pp.top_k, pp.max_detections

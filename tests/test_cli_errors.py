@@ -74,10 +74,14 @@ def test_bad_config_key_and_value_name_the_key_path(tmp_path, small_data, capsys
     assert main(["train", "--config", str(p)]) == 2
     assert _one_line_error(capsys) == f"squeezedet train: error: {p}: train.learning_rat: unknown key"
     d["train"].pop("learning_rat")
-    d["model"]["input_width"] = 100  # not a multiple of 16
+    d["model"]["padding"] = "full"
     p.write_text(yaml.safe_dump(d))
     assert main(["train", "--config", str(p)]) == 2
-    assert f"{p}: model.input_width: Input should be a multiple of 16" in _one_line_error(capsys)
+    assert f"{p}: model.padding: Input should be 'same' or 'valid'" in _one_line_error(capsys)
+    d["model"].update(padding="valid", architecture="squeezedet_plus", input_width=32)  # 7x7 conv1 leaves no grid
+    p.write_text(yaml.safe_dump(d))
+    assert main(["train", "--config", str(p)]) == 2
+    assert f"{p}: model: Value error, input 32x64 is too small for valid padding" in _one_line_error(capsys)
     p.write_text("model: [unclosed")
     assert main(["train", "--config", str(p)]) == 2
     assert "invalid YAML" in _one_line_error(capsys)

@@ -99,3 +99,22 @@ def test_postprocess_rejects_wrong_channel_count():
         from squeezedet.core.postprocess import split_convdet_output
 
         split_convdet_output(np.zeros((2, 2, 10)), 2, 2)
+
+
+def test_grid_size_valid_padding_matches_the_original_release():
+    # conv1 3x3/2 and three 3x3/2 pools, VALID: 1242 -> 620 -> 309 -> 154 -> 76, 375 -> 187 -> 93 -> 46 -> 22
+    assert A.grid_size(1242, 375, "valid") == (76, 22)
+    assert A.grid_size(1242, 375, "same") == (78, 24)
+    assert A.grid_size(960, 288, "same") == (60, 18)
+    # SqueezeDet+'s 7x7 conv1: 1242 -> 618 -> 308 -> 153 -> 76
+    assert A.grid_size(1242, 375, "valid", conv1_kernel=7) == (76, 22)
+    with pytest.raises(ValueError, match="too small"):
+        A.grid_size(32, 32, "valid", conv1_kernel=7)
+
+
+def test_anchor_grid_with_explicit_grid_spreads_centres_like_the_original():
+    anchors = A.anchor_grid(1242, 375, [(36, 37)], grid=(76, 22))
+    assert anchors.shape == (76 * 22, 4)
+    # centres i * S / (G + 1): the constants of the authors' 1242x375 graph
+    assert anchors[0, 0] == pytest.approx(1242 / 77) and anchors[0, 1] == pytest.approx(375 / 23)
+    assert anchors[-1, 0] == pytest.approx(76 * 1242 / 77) and anchors[-1, 1] == pytest.approx(22 * 375 / 23)

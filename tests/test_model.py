@@ -68,3 +68,12 @@ def test_missing_or_bad_pretrained_file_is_a_clear_error(tmp_path):
     plus = build_model(ModelConfig(architecture="squeezedet_plus", input_width=64, input_height=32))
     with pytest.raises(ModelFileError, match="shape"):
         load_pretrained_backbone(plus, PRETRAINED)
+
+
+def test_geometry_of_the_original_release_valid_padding_and_1x1_convdet():
+    cfg = ModelConfig(input_width=1242, input_height=375, padding="valid", convdet_kernel=1)
+    m = build_model(cfg, training_dropout=False)
+    assert m.output.shape == (None, 22, 76, 72)
+    assert cfg.grid_size == (76, 22) and len(cfg.anchors()) == 76 * 22 * 9
+    assert m.get_layer("convdet").kernel.shape == (1, 1, 768, 72)
+    assert m.get_layer("conv1").padding == "valid" and m.get_layer("pool3").padding == "valid"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.core.anchors import grid_size
 from squeezedet.errors import ModelFileError
 
 
@@ -69,7 +68,7 @@ class Backend:
         want_in = (1, meta.input_height, meta.input_width, 3)
         if self.input_shape != want_in:
             raise ModelFileError(f"{self.path}: input shape {self.input_shape} does not match metadata {want_in}")
-        gw, gh = grid_size(meta.input_width, meta.input_height)
+        gw, gh = meta.grid_size
         want_out = (1, gh, gw, len(meta.anchor_shapes) * (meta.num_classes + 5))
         if self.output_shape != want_out:
             raise ModelFileError(

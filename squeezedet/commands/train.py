@@ -13,6 +13,8 @@ def register(sub) -> None:
     p.add_argument("--steps-per-epoch", type=int, help="overrides train.steps_per_epoch")
     p.add_argument("--batch-size", type=int, help="overrides train.batch_size")
     p.add_argument("--pretrained", help="local SqueezeNet v1.1 .h5 (overrides model.pretrained_backbone)")
+    p.add_argument("--init-weights", help="start from a trained detector: a run/import folder or .weights.h5 "
+                   "(every layer, the ConvDet head too when classes and anchors match)")
     p.add_argument("--output", default="runs/train", help="checkpoints, logs, metrics (default: runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.weights.h5 and state.json")
     p.add_argument("--teacher", help="distil from this SqueezeDet+ (or any) teacher .weights.h5")
@@ -48,5 +50,6 @@ def run(args) -> int:
         resume=args.resume,
         teacher_weights=args.teacher,
         teacher_config=teacher_cfg,
+        init_weights=args.init_weights,
     )
     return 0

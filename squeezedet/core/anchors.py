@@ -24,13 +24,34 @@ DEFAULT_KITTI_ANCHOR_SHAPES: tuple[tuple[float, float], ...] = (
     (72.0, 43.0),
 )
 
-#: Total downsampling of the SqueezeDet backbone (conv1 s2 + three 2x pools, all SAME-padded).
+#: Total downsampling of the SqueezeDet backbone (conv1 s2 + three 2x pools).
 STRIDE = 16
+#: Stride-2 stages of the backbone: conv1 and the three 3x3 max-pools.
+_POOLS = 3
 
 
-def grid_size(input_width: int, input_height: int, stride: int = STRIDE) -> tuple[int, int]:
-    """(grid_width, grid_height) of the ConvDet output for an input size; SAME padding rounds up."""
-    return math.ceil(input_width / stride), math.ceil(input_height / stride)
+def _out_len(size: int, kernel: int, padding: str) -> int:
+    """Output length of one stride-2 conv/pool (TensorFlow's SAME/VALID arithmetic)."""
+    return math.ceil(size / 2) if padding == "same" else (size - kernel) // 2 + 1
+
+
+def grid_size(input_width: int, input_height: int, padding: str = "same", conv1_kernel: int = 3) -> tuple[int, int]:
+    """(grid_width, grid_height) of the ConvDet output.
+
+    SAME padding rounds up (ceil(size / 16)); VALID, as the original 1242x375 release used for conv1
+    and the pools, drops the borders: 1242x375 -> 76x22 where SAME gives 78x24.
+    """
+    if padding not in ("same", "valid"):
+        raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+    dims = []
+    for size in (input_width, input_height):
+        size = _out_len(size, conv1_kernel, padding)
+        for _ in range(_POOLS):
+            size = _out_len(size, 3, padding)
+        if size < 1:
+            raise ValueError(f"input {input_width}x{input_height} is too small for {padding} padding")
+        dims.append(size)
+    return dims[0], dims[1]
 
 
 def scale_anchor_shapes(
@@ -47,11 +68,13 @@ def anchor_grid(
     input_width: int,
     input_height: int,
     anchor_shapes=DEFAULT_KITTI_ANCHOR_SHAPES,
-    stride: int = STRIDE,
+    grid: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """All anchors as float32 [grid_h * grid_w * A, 4] in (cx, cy, w, h) input-pixel coordinates."""
+    """All anchors as float32 [grid_h * grid_w * A, 4] in (cx, cy, w, h) input-pixel coordinates.
+
+    ``grid`` is (grid_width, grid_height); None = the SAME-padded grid of the input size."""
     shapes = np.asarray(anchor_shapes, dtype=np.float32).reshape(-1, 2)
-    gw, gh = grid_size(input_width, input_height, stride)
+    gw, gh = grid if grid is not None else grid_size(input_width, input_height)
     cx = np.arange(1, gw + 1, dtype=np.float32) * float(input_width) / (gw + 1)
     cy = np.arange(1, gh + 1, dtype=np.float32) * float(input_height) / (gh + 1)
     a = len(shapes)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.core.anchors import anchor_grid
+from squeezedet.core.anchors import anchor_grid, grid_size
 from squeezedet.core.io import atomic_write_json
 from squeezedet.errors import ModelFileError
 
@@ -47,6 +47,12 @@ class ModelMetadata:
     model_sha256: str = ""
     weights_sha256: str = ""  # OpenVINO IR only: the .bin beside the .xml
     format: str = FORMAT
+    #: Geometry the weights were trained at (see squeezedet.config.ModelConfig). grid 0x0 = the
+    #: SAME-padded grid of the input size (sidecars written before these fields existed).
+    padding: str = "same"
+    convdet_kernel: int = 3
+    grid_width: int = 0
+    grid_height: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -62,8 +68,15 @@ class ModelMetadata:
         """The model file's hash under its first-format name."""
         return self.model_sha256
 
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """(grid_width, grid_height) of the raw output tensor."""
+        if self.grid_width and self.grid_height:
+            return (self.grid_width, self.grid_height)
+        return grid_size(self.input_width, self.input_height)
+
     def anchors(self) -> np.ndarray:
-        return anchor_grid(self.input_width, self.input_height, self.anchor_shapes)
+        return anchor_grid(self.input_width, self.input_height, self.anchor_shapes, self.grid_size)
 
 
 def sidecar_path(model_path) -> Path:
@@ -104,6 +117,12 @@ def _check_fields(meta: ModelMetadata, side: Path) -> None:
         value = getattr(meta, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             bad(key, f"must be a positive integer, got {value!r}")
+    for key in ("grid_width", "grid_height"):
+        value = getattr(meta, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            bad(key, f"must be a non-negative integer, got {value!r}")
+    if meta.padding not in ("same", "valid"):
+        bad("padding", f"must be 'same' or 'valid', got {meta.padding!r}")
     shapes = np.asarray(meta.anchor_shapes, dtype=object)
     if shapes.ndim != 2 or shapes.shape[1] != 2 or not len(shapes) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in shapes.ravel()

@@ -13,7 +13,6 @@ import numpy as np
 import tensorflow as tf
 
 from squeezedet.config import Config
-from squeezedet.core.anchors import anchor_grid
 from squeezedet.core.preprocess import resize_for_model
 from squeezedet.data.augment import augment, build_augmenter
 from squeezedet.data.kitti_dataset import Sample
@@ -30,7 +29,7 @@ class SampleEncoder:
         self.samples = samples
         self.input_size = cfg.model.input_size
         self.num_classes = len(cfg.model.classes)
-        self.anchors = anchor_grid(*self.input_size, cfg.model.anchor_shapes)
+        self.anchors = cfg.model.anchors()
         self.augmenter = build_augmenter(cfg.augment, seed=seed) if training else None
         self.rng = np.random.default_rng(seed)
 

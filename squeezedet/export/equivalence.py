@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.core.anchors import anchor_grid
 from squeezedet.core.boxes import iou_matrix
 from squeezedet.core.io import atomic_write_json
 from squeezedet.core.metadata import read_metadata
@@ -94,7 +93,7 @@ def compare_keras_model(model, model_path, images: Sequence[np.ndarray], cfg, nu
     exported = load_backend(model_path, backend, BackendOptions(num_threads=num_threads), meta=meta)
     w, h = cfg.model.input_size
     num_classes, num_anchors = len(cfg.model.classes), cfg.model.num_anchors
-    anchors = anchor_grid(w, h, cfg.model.anchor_shapes)
+    anchors = cfg.model.anchors()
     ranges = meta.extra.get("output_ranges")
     pp = cfg.postprocess
 

@@ -146,6 +146,10 @@ def _metadata(cfg: Config, quantize: str, weights_path: Path, calib_count: int, 
         architecture=cfg.model.architecture,
         quantization=quantize,
         config_hash=cfg.hash(),
+        padding=cfg.model.padding,
+        convdet_kernel=cfg.model.convdet_kernel,
+        grid_width=cfg.model.grid_size[0],
+        grid_height=cfg.model.grid_size[1],
         extra=extra,
     )
 

@@ -38,18 +38,18 @@ _NEW_LAYERS = ("fire10", "fire11")
 
 
 def build_model(cfg: ModelConfig, training_dropout: bool = True) -> keras.Model:
-    """Build the network described by ``cfg`` (input size, classes, anchors, architecture)."""
+    """Build the network described by ``cfg`` (input size, padding, ConvDet kernel, classes, anchors)."""
     arch = ARCHITECTURES[cfg.architecture]
     num_outputs = cfg.num_anchors * (len(cfg.classes) + 5)
     inputs = keras.Input(shape=(cfg.input_height, cfg.input_width, 3), dtype="uint8", name="image")
     x = ImageNormalization(name="normalize")(inputs)
     filters, kernel = arch["conv1"]
-    x = layers.Conv2D(filters, kernel, strides=2, padding="same", activation="relu", name="conv1")(x)
+    x = layers.Conv2D(filters, kernel, strides=2, padding=cfg.padding, activation="relu", name="conv1")(x)
     pools = 0
     for block in arch["body"]:
         if block == "pool":
             pools += 1
-            x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{pools}")(x)
+            x = layers.MaxPooling2D(3, strides=2, padding=cfg.padding, name=f"pool{pools}")(x)
         else:
             name, squeeze, expand = block
             init = keras.initializers.TruncatedNormal(stddev=0.01) if name in _NEW_LAYERS else "glorot_uniform"
@@ -58,7 +58,7 @@ def build_model(cfg: ModelConfig, training_dropout: bool = True) -> keras.Model:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
     outputs = layers.Conv2D(
         num_outputs,
-        3,
+        cfg.convdet_kernel,
         padding="same",
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.0001),
         dtype="float32",

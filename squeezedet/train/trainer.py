@@ -21,7 +21,6 @@ import keras
 import tensorflow as tf
 
 from squeezedet.config import Config, save_config
-from squeezedet.core.anchors import anchor_grid
 from squeezedet.core.kitti import KITTI_TYPES, kitti_name_for
 from squeezedet.data.kitti_dataset import load_samples, resolve_split
 from squeezedet.data.pipeline import make_dataset
@@ -30,6 +29,7 @@ from squeezedet.inference import load_weights
 from squeezedet.model import build_model, count_params
 from squeezedet.model.pretrained import load_pretrained_backbone
 from squeezedet.train import callbacks as cb
+from squeezedet.train.init_weights import apply_freeze, init_from_trained
 from squeezedet.train.loss import global_sums, loss_from_config, multi_replica_context, replicas_in_sync
 from squeezedet.train.schedules import WarmupDecay
 
@@ -166,6 +166,7 @@ def train(
     teacher_weights=None,
     teacher_config: Config | None = None,
     verbose: int | None = None,
+    init_weights=None,
 ) -> TrainResult:
     """Train per ``cfg``; checkpoints, logs and metrics go to ``output_dir``."""
     out = Path(output_dir)
@@ -207,15 +208,18 @@ def train(
         out = Path(tempfile.mkdtemp(prefix="squeezedet-worker-"))
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    anchors = anchor_grid(*cfg.model.input_size, cfg.model.anchor_shapes)
+    anchors = cfg.model.anchors()
     ds = make_dataset(cfg, train_samples, t.batch_size, training=True, seed=t.seed)
 
     with strategy.scope():
         model = build_model(cfg.model)
         if state:
             load_weights(model, out / "last.weights.h5")
+        elif init_weights:
+            init_from_trained(model, cfg, init_weights)
         elif cfg.model.pretrained_backbone:
             load_pretrained_backbone(model, cfg.model.pretrained_backbone)
+        apply_freeze(model, t.freeze)
         loss = loss_from_config(cfg, anchors)
         optimizer = build_optimizer(cfg, total_steps)
         metrics = [_loss_metric(loss, p) for p in ("class_loss", "conf_loss", "bbox_loss")]

@@ -1,0 +1,78 @@
+"""What every reader returns, and the reader chosen by ``--format``/auto-detection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from squeezedet.errors import ModelFileError
+from squeezedet.importers.layout import ORIGINAL_LAYERS
+
+FORMATS = ("tf1-graph", "tf1-checkpoint", "raw-float32")
+
+
+@dataclass
+class SourceWeights:
+    """Float weights in the original naming plus whatever geometry the source itself records.
+
+    ``geometry`` holds only what the file states (input_width/input_height, padding, convdet_kernel,
+    anchor_shapes, anchor_centres as two arrays); the rest comes from flags or a config.
+    ``run`` executes the source itself (a GraphDef in TensorFlow) on BGR-minus-means float images and
+    returns the raw ConvDet tensor; None when the format has no executable form.
+    """
+
+    path: Path
+    format: str
+    params: dict[str, tuple[np.ndarray, np.ndarray]]  #: original name -> (kernel HWIO, bias)
+    geometry: dict = field(default_factory=dict)
+    quantized: bool = False  #: weights stored in 8 bits (dequantized here)
+    run: Callable[[np.ndarray], np.ndarray] | None = None
+    run_8bit: bool = False  #: ``run`` quantizes its activations (compared by correlation, not 1e-3)
+
+    def check_complete(self) -> None:
+        missing = [n for n in ORIGINAL_LAYERS if n not in self.params]
+        if missing:
+            raise ModelFileError(
+                f"{self.path}: not a SqueezeDet {self.format}: missing {', '.join(missing[:4])}"
+                + (f" (+{len(missing) - 4} more)" if len(missing) > 4 else "")
+            )
+        for name in ORIGINAL_LAYERS:
+            kernel, bias = self.params[name]
+            if kernel.ndim != 4 or bias.shape != (kernel.shape[-1],):
+                raise ModelFileError(f"{self.path}: {name}: kernel {kernel.shape} and bias {bias.shape} do not fit")
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        if any(path.glob("*_W.bin")):
+            return "raw-float32"
+        if any(path.glob("*.index")) or (path / "checkpoint").is_file():
+            return "tf1-checkpoint"
+        raise ModelFileError(f"{path}: folder holds neither <layer>_W.bin files nor a TF checkpoint")
+    if path.suffix == ".pb":
+        return "tf1-graph"
+    if path.suffix == ".index" or Path(f"{path}.index").is_file():
+        return "tf1-checkpoint"
+    raise ModelFileError(f"{path}: cannot tell the format (expected a .pb graph, a checkpoint prefix or a folder of "
+                         "<layer>_W.bin); pass --format")
+
+
+def read_source(path, fmt: str = "auto") -> SourceWeights:
+    path = Path(path)
+    if not path.exists() and not Path(f"{path}.index").is_file():
+        raise ModelFileError(f"{path}: not found")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "tf1-graph":
+        from squeezedet.importers.tf1_graph import read_tf1_graph as reader
+    elif fmt == "tf1-checkpoint":
+        from squeezedet.importers.tf1_checkpoint import read_tf1_checkpoint as reader
+    elif fmt == "raw-float32":
+        from squeezedet.importers.raw_float32 import read_raw_float32 as reader
+    else:
+        raise ModelFileError(f"{path}: unknown format {fmt!r} (choose from auto, {', '.join(FORMATS)})")
+    source = reader(path)
+    source.check_complete()
+    return source

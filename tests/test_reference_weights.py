@@ -1,0 +1,131 @@
+"""The SqueezeDet authors' published KITTI weights (../shared/data/reference_weights, present in CI):
+each file imports and reproduces its source, the float set matches the 8-bit graph it was quantized
+into, our loss agrees with the original's target encoding, and fine-tuning from the import keeps it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from conftest import REPO, SAMPLE_ROOT
+
+REFERENCE = REPO.parent / "shared" / "data" / "reference_weights"
+pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"{REFERENCE} not present (CI has it)")
+
+BASE_CONFIG = REPO / "configs" / "kitti_reference_small.yaml"
+
+
+def _images(n=3):
+    from squeezedet.core.preprocess import read_image_rgb
+
+    return [read_image_rgb(SAMPLE_ROOT / "training" / "image_2" / f"{i:06d}.jpg") for i in (75, 83, 91)[:n]]
+
+
+@pytest.fixture(scope="module")
+def small_float(tmp_path_factory):
+    """The lossless import (float32 parameters, geometry and anchors from the 8-bit graph they belong to)."""
+    from squeezedet.config import load_config
+    from squeezedet.importers import import_model, read_source
+
+    source = read_source(REFERENCE / "forge_small_float32")
+    like = read_source(REFERENCE / "quant_small_sqdt.pb")
+    source.geometry.update({k: v for k, v in like.geometry.items() if k not in source.geometry})
+    source.run, source.run_8bit = like.run, like.run_8bit
+    out = tmp_path_factory.mktemp("small_float32")
+    result = import_model(source, out, load_config(BASE_CONFIG), {}, _images())
+    return result
+
+
+@pytest.mark.parametrize("name, geometry", [
+    ("quant_small_sqdt.pb", (960, 288, "same", 1, (60, 18))),
+    ("quantized_opt_sqdt.pb", (1242, 375, "valid", 3, (76, 22))),
+])
+def test_eight_bit_graphs_import_with_their_own_geometry(name, geometry, tmp_path):
+    from squeezedet.config import Config
+    from squeezedet.importers import import_model, read_source
+
+    source = read_source(REFERENCE / name)
+    assert source.quantized and source.run_8bit
+    result = import_model(source, tmp_path, Config(), {}, _images(2))
+    m = result.config.model
+    assert (m.input_width, m.input_height, m.padding, m.convdet_kernel, m.grid_size) == geometry
+    r = result.report
+    # against its own dequantized float run: float32 rounding only
+    assert r["max_abs_dev_reference"] < 1e-3
+    # against the real 8-bit run (every activation rounded to 256 levels): the same network
+    assert r["correlation_source"] > 0.97 and r["mean_abs_dev_source"] < 1.0
+    assert (tmp_path / "model.weights.h5").is_file()
+
+
+def test_float_parameters_are_the_8bit_graphs_before_quantization(small_float):
+    from squeezedet.importers import read_source
+
+    float_params = read_source(REFERENCE / "forge_small_float32").params
+    graph = read_source(REFERENCE / "quant_small_sqdt.pb").params
+    for name, (k8, b8) in graph.items():
+        kf, bf = float_params[name]
+        step = (k8.max() - k8.min()) / 255
+        assert np.max(np.abs(kf - k8)) <= 0.5 * step + 1e-6, name  # within half a quantization step
+    r = small_float.report
+    assert r["max_abs_dev_reference"] < 1e-3 and r["correlation_source"] > 0.98
+    assert small_float.config.model.classes == ["car", "pedestrian", "cyclist"]
+
+
+def test_imported_model_loss_is_far_below_an_untrained_models(small_float, capsys):
+    """Our target encoding + loss agree with the original's: its trained weights score a low loss."""
+    import keras
+
+    from squeezedet.data.kitti_dataset import load_samples
+    from squeezedet.data.pipeline import make_dataset
+    from squeezedet.inference import load_weights
+    from squeezedet.model import build_model
+    from squeezedet.train.loss import loss_from_config
+
+    cfg = small_float.config
+    samples = load_samples(SAMPLE_ROOT, "train.txt", cfg.model.classes, cfg.data.class_map)
+    loss = loss_from_config(cfg, cfg.model.anchors())
+
+    def mean_loss(model):
+        values = [float(loss(y, model(x, training=False)))
+                  for x, y in make_dataset(cfg, samples, 15, training=False, repeat=False)]
+        return float(np.mean(values))
+
+    imported = build_model(cfg.model, training_dropout=False)
+    load_weights(imported, small_float.output / "model.weights.h5")
+    keras.utils.set_random_seed(0)
+    untrained = build_model(cfg.model.model_copy(update={"pretrained_backbone": None}), training_dropout=False)
+    ours, fresh = mean_loss(imported), mean_loss(untrained)
+    with capsys.disabled():
+        print(f"\nloss on the 75 sample train images: imported {ours:.3f}, untrained {fresh:.3f}")
+    assert ours < 0.25 * fresh
+    assert ours < 3.0
+
+
+@pytest.mark.slow
+def test_fine_tuning_from_the_import_keeps_the_detector(small_float, tmp_path):
+    """A short fine-tune at the model's own input size (head and all, stem frozen) must not destroy it."""
+    from squeezedet.cli import main
+    from squeezedet.config import load_config, save_config
+    from squeezedet.train.trainer import train
+
+    cfg = load_config(small_float.output / "config.yaml", {
+        "data.root": str(SAMPLE_ROOT), "train.epochs": 1, "train.steps_per_epoch": 12, "train.batch_size": 2,
+        "train.warmup_steps": 4, "train.val_every": 0, "data.cache": False})
+    result = train(cfg, tmp_path / "ft", init_weights=small_float.output, verbose=0)
+    assert result.steps == 12
+    before, after = tmp_path / "before", tmp_path / "after"
+    save_config(cfg, tmp_path / "ft" / "config.yaml")
+    for weights, out in ((small_float.output / "model.weights.h5", before), (tmp_path / "ft" / "last.weights.h5", after)):
+        assert main(["val", "--weights", str(weights), "--config", str(tmp_path / "ft" / "config.yaml"),
+                     "--data", str(SAMPLE_ROOT), "--split", "val.txt", "--output", str(out)]) == 0
+    cars = [json.loads((d / "metrics.json").read_text())["classes"]["Car"] for d in (before, after)]
+    ap = [c["moderate"]["AP_R40"] for c in cars]
+    card = (REPO / "MODEL_CARD.md").read_text()  # the card's float row is this import's val result
+    row = re.search(r"Keras fp32 \(imported\) \| Car \| ([\d.]+) / ([\d.]+) \| ([\d.]+) / ([\d.]+) \| "
+                    r"([\d.]+) / ([\d.]+)", card)
+    assert row and [cars[0][d][k] for d in ("easy", "moderate", "hard") for k in ("AP_R40", "AP_R11")] == \
+        pytest.approx([float(v) for v in row.groups()], abs=0.006)
+    assert ap[0] > 90
+    assert ap[1] > ap[0] - 5.0, ap  # stated margin: within 5 AP points after fine-tuning
