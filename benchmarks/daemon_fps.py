@@ -74,7 +74,7 @@ def daemon_fps(model_path: str, video: str, frames: int, threads: int, mqtt: str
     t0 = time.perf_counter()
     daemon.run()
     elapsed = time.perf_counter() - t0
-    return daemon.frames / elapsed, daemon.frames, daemon.source.dropped
+    return daemon.frames / elapsed, daemon.frames, sum(w.source.dropped for w in daemon.cameras.values())
 
 
 def main(argv=None) -> int:

@@ -30,10 +30,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CameraConfig(_Strict):
-    name: str = Field("camera", pattern=_TOPIC_LEVEL.pattern)  #: topic level: <prefix>/<name>/...
-
-
 class SourceConfig(_Strict):
     """Where frames come from. ``uri`` is a V4L2 index ("0") or device path, a video file, an
     rtsp/http(s) URL, an image folder, or a GStreamer pipeline (with backend: gstreamer).
@@ -97,6 +93,117 @@ class TrackerConfig(_Strict):
     update_score_delta: float = Field(0.1, gt=0, le=1)
 
 
+Point = tuple[float, float]
+
+
+class _Shape(_Strict):
+    """Points in frame pixels or normalised to [0, 1] (``coordinates: auto`` = normalised when every
+    value is <= 1), so a zone drawn on a 1080p still keeps working when the stream is 720p."""
+
+    coordinates: Literal["auto", "pixels", "normalized"] = "auto"
+
+    def is_normalized(self, points) -> bool:
+        if self.coordinates == "auto":
+            return all(0.0 <= v <= 1.0 for p in points for v in p)
+        return self.coordinates == "normalized"
+
+
+class ZoneConfig(_Shape):
+    """A region of interest: an object is in it when its box's bottom centre (where it touches the
+    ground) has been inside for ``min_frames`` consecutive frames, and leaves after as many outside."""
+
+    points: list[Point] = Field(min_length=3)
+    min_frames: int = Field(3, ge=1)  #: inertia: a one-frame touch never counts
+    labels: list[str] | None = None  #: only these labels count here (None = all)
+
+
+class MaskConfig(_Shape):
+    """Detections whose bottom centre lies inside are dropped before tracking (trees, a TV, a road
+    beyond the fence)."""
+
+    points: list[Point] = Field(min_length=3)
+    labels: list[str] | None = None  #: mask only these labels (None = all)
+
+
+class LineConfig(_Shape):
+    """A counting line from ``points[0]`` to ``points[1]``; a confirmed track whose bottom centre
+    crosses it counts once, as ``in`` when it moves in ``in_direction`` (image directions: up = towards
+    the top of the frame), else ``out``."""
+
+    points: tuple[Point, Point]
+    in_direction: Literal["up", "down", "left", "right"] = "down"
+    labels: list[str] | None = None  #: only these labels are counted (None = all)
+
+    @model_validator(mode="after")
+    def _geometry(self):
+        (ax, ay), (bx, by) = self.points
+        if (ax, ay) == (bx, by):
+            raise ValueError("points: the two points of a line must differ")
+        dx, dy = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}[self.in_direction]
+        if -(by - ay) * dx + (bx - ax) * dy == 0:
+            raise ValueError(f"in_direction: {self.in_direction} runs along the line, not across it")
+        return self
+
+
+class ObjectFilter(_Strict):
+    """Per-label plausibility limits applied to raw detections before tracking (box area in frame
+    pixels, aspect ratio = width / height)."""
+
+    min_score: float | None = Field(None, ge=0, le=1)
+    min_area: float | None = Field(None, ge=0)
+    max_area: float | None = Field(None, gt=0)
+    min_ratio: float | None = Field(None, gt=0)
+    max_ratio: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self):
+        for lo, hi in (("min_area", "max_area"), ("min_ratio", "max_ratio")):
+            a, b = getattr(self, lo), getattr(self, hi)
+            if a is not None and b is not None and b < a:
+                raise ValueError(f"{hi}: must be >= {lo}")
+        return self
+
+
+class SnapshotConfig(_Strict):
+    """A JPEG of each confirmed object (published retained on ``P/C/<label>/snapshot``), again when its
+    best score improves by ``min_score_gain`` (at most every ``min_interval_s`` per track)."""
+
+    enabled: bool = False
+    crop: bool = False  #: the object's box with a margin instead of the whole frame
+    crop_margin: float = Field(0.2, ge=0, le=2)  #: crops: extra context around the box, x box size
+    width: int | None = Field(None, ge=16)  #: output size; one of the two = keep the aspect ratio
+    height: int | None = Field(270, ge=16)
+    quality: int = Field(80, ge=10, le=100)
+    draw_box: bool = True
+    min_score_gain: float = Field(0.05, gt=0, le=1)
+    min_interval_s: float = Field(5.0, ge=0)
+    save_dir: str | None = None  #: also write <camera>-<label>-<id>-<time>.jpg here
+    max_dir_mb: float = Field(100.0, gt=0)  #: oldest saved snapshots are deleted beyond this
+
+
+class CameraConfig(_Strict):
+    """One camera. In ``cameras:`` the key is the name and ``source`` is required; in the short
+    single-camera form ``camera:`` holds these settings and ``source``/``tracker`` stay top level."""
+
+    name: str = Field("camera", pattern=_TOPIC_LEVEL.pattern)  #: topic level: <prefix>/<name>/...
+    source: SourceConfig | None = None
+    tracker: TrackerConfig | None = None  #: None = the top-level tracker (keys given here override it)
+    zones: dict[str, ZoneConfig] = Field(default_factory=dict)
+    masks: list[MaskConfig] = Field(default_factory=list)
+    lines: dict[str, LineConfig] = Field(default_factory=dict)
+    #: label -> limits; "*" applies to labels without their own entry
+    filters: dict[str, ObjectFilter] = Field(default_factory=dict)
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+
+    @model_validator(mode="after")
+    def _names(self):
+        for kind in ("zones", "lines"):
+            for key in getattr(self, kind):
+                if not _TOPIC_LEVEL.match(key):
+                    raise ValueError(f"{kind}.{key}: a name may use letters, digits, '_' and '-' only")
+        return self
+
+
 class TLSConfig(_Strict):
     ca_certs: str | None = None
     certfile: str | None = None
@@ -107,7 +214,10 @@ class TLSConfig(_Strict):
 class HomeAssistantConfig(_Strict):
     enabled: bool = False
     discovery_prefix: str = "homeassistant"
-    device_name: str | None = None  #: default: "SqueezeDet <camera>"
+    device_name: str | None = None  #: default: "SqueezeDet <camera>" (one device per camera)
+    #: Home Assistant's birth/will topic: on "online" discovery and every state are sent again.
+    status_topic: str | None = None  #: default: <discovery_prefix>/status
+    support_url: str | None = None  #: shown in Home Assistant's origin info (e.g. your site's runbook)
 
 
 class MqttConfig(_Strict):
@@ -149,6 +259,9 @@ class RunConfig(_Strict):
     #: Docker HEALTHCHECK read its age. None = no heartbeat.
     health_file: str | None = None
     health_max_age_s: float = Field(60.0, gt=0)  #: older heartbeat = unhealthy (frames stopped flowing)
+    #: Counting-line totals survive restarts here (JSON, written atomically on every change; only
+    #: written when a camera has lines). Relative paths are taken from the working directory. None = not kept.
+    state_file: str | None = "squeezedet-edge-state.json"
 
 
 class LogConfig(_Strict):
@@ -157,13 +270,64 @@ class LogConfig(_Strict):
 
 
 class EdgeConfig(_Strict):
-    camera: CameraConfig = Field(default_factory=CameraConfig)
-    source: SourceConfig
+    """Either the short single-camera form (``camera`` + ``source`` [+ ``tracker``]) or ``cameras:``, a
+    mapping of name -> camera settings with its own ``source``. After validation ``cameras`` is always
+    filled (ordered as written), each camera with its source and its resolved tracker settings."""
+
+    camera: CameraConfig | None = None
+    source: SourceConfig | None = None
+    cameras: dict[str, CameraConfig] | None = None
     model: ModelConfig
-    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)  #: default for every camera
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     logging: LogConfig = Field(default_factory=LogConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_tracker(cls, data):
+        """A camera's ``tracker:`` keys override the top-level tracker's, key by key."""
+        if not isinstance(data, dict) or not isinstance(data.get("cameras"), dict):
+            return data
+        top = data.get("tracker") if isinstance(data.get("tracker"), dict) else {}
+        cameras = {}
+        for name, cam in data["cameras"].items():
+            if isinstance(cam, dict):
+                cam = dict(cam)
+                cam.setdefault("name", name)
+                own = cam.get("tracker")
+                if own is None or isinstance(own, dict):
+                    cam["tracker"] = {**top, **(own or {})}
+            cameras[name] = cam
+        return {**data, "cameras": cameras}
+
+    @model_validator(mode="after")
+    def _normalise(self):
+        if self.cameras is not None:
+            if self.source is not None or self.camera is not None:
+                raise ValueError("cameras: give either cameras or camera/source, not both")
+            if not self.cameras:
+                raise ValueError("cameras: at least one camera is required")
+            for key, cam in self.cameras.items():
+                if cam.name != key:
+                    raise ValueError(f"cameras.{key}.name: must equal its key or be left out")
+                if cam.source is None:
+                    raise ValueError(f"cameras.{key}.source: Field required")
+            return self
+        if self.source is None:
+            raise ValueError("source: Field required (or give cameras)")
+        camera = self.camera or CameraConfig()
+        if camera.source is not None or camera.tracker is not None:
+            raise ValueError("camera: source and tracker belong at the top level in the single-camera form")
+        camera = camera.model_copy(update={"source": self.source, "tracker": self.tracker})
+        self.camera = camera
+        self.cameras = {camera.name: camera}
+        return self
+
+    @property
+    def single(self) -> bool:
+        """Written in the short single-camera form."""
+        return self.source is not None
 
 
 def load_edge_config(path, env: dict | None = None) -> EdgeConfig:
@@ -172,8 +336,26 @@ def load_edge_config(path, env: dict | None = None) -> EdgeConfig:
     try:
         cfg = EdgeConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
+        raise ConfigError(_format_error(exc, str(path))) from None
     return resolve_secrets(cfg, os.environ if env is None else env, str(path))
+
+
+_KEYED = re.compile(r"^([A-Za-z0-9_.\- ]+): (.+)$")
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    """Like format_validation_error, but our own checks (``ValueError("key: reason")`` raised by a
+    model validator) name the full dotted key instead of the model's (or ``<root>``)."""
+    errs = exc.errors()
+    first = errs[0]
+    if first["type"] == "value_error":
+        match = _KEYED.match(str(first["msg"]).removeprefix("Value error, "))
+        if match:
+            loc = ".".join(str(p) for p in first["loc"])
+            key = f"{loc}.{match.group(1)}" if loc else match.group(1)
+            more = f" (+{len(errs) - 1} more error(s))" if len(errs) > 1 else ""
+            return f"{source}: {key}: {match.group(2)}{more}"
+    return format_validation_error(exc, source)
 
 
 def _expand_env(text: str, env, key: str, source: str) -> str:
@@ -187,9 +369,13 @@ def _expand_env(text: str, env, key: str, source: str) -> str:
 
 
 def resolve_secrets(cfg: EdgeConfig, env, source: str = "<config>") -> EdgeConfig:
-    """Expand ${VAR} in source.uri; fill mqtt.username/password from the environment or
+    """Expand ${VAR} in every source uri; fill mqtt.username/password from the environment or
     password_file (env wins over the file, the file over the YAML)."""
-    uri = _expand_env(cfg.source.uri, env, "source.uri", source)
+    cameras = {}
+    for name, cam in cfg.cameras.items():
+        key = "source.uri" if cfg.single else f"cameras.{name}.source.uri"
+        uri = _expand_env(cam.source.uri, env, key, source)
+        cameras[name] = cam.model_copy(update={"source": cam.source.model_copy(update={"uri": uri})})
     mqtt = cfg.mqtt
     username = env.get(ENV_USERNAME) or mqtt.username
     password = env.get(ENV_PASSWORD)
@@ -202,7 +388,8 @@ def resolve_secrets(cfg: EdgeConfig, env, source: str = "<config>") -> EdgeConfi
     password = password or mqtt.password
     if password and not username:
         raise ConfigError(f"{source}: mqtt.username: required when a password is set")
-    return cfg.model_copy(update={
-        "source": cfg.source.model_copy(update={"uri": uri}),
-        "mqtt": mqtt.model_copy(update={"username": username, "password": password}),
-    })
+    update = {"cameras": cameras, "mqtt": mqtt.model_copy(update={"username": username, "password": password})}
+    if cfg.single:
+        (only,) = cameras.values()
+        update.update(source=only.source, camera=only)
+    return cfg.model_copy(update=update)

@@ -1,9 +1,12 @@
-"""The edge daemon: source thread -> detector + tracker (frame loop) -> MQTT publisher thread.
+"""The edge daemon: N cameras on one detector.
 
-Capture, inference and publishing run on separate threads, so the frame loop only ever waits for a
-frame; network trouble costs it nothing. ``squeezedet-edge --config edge.yaml`` runs until SIGTERM or
-SIGINT (finish the frame, end open tracks, publish ``offline``, flush, exit 0), ``run.max_frames``,
-or the end of a non-looping file with ``run.stop_at_end``.
+Each camera runs its own source thread (capture) and frame thread (filters -> shared detector ->
+tracker -> zones/lines/snapshots -> report); one inference thread serves all cameras round-robin
+(pipeline.scheduler), and one MQTT publisher thread carries every camera's messages, so network
+trouble costs no frame loop anything and one camera's trouble costs the others nothing.
+``squeezedet-edge --config edge.yaml`` runs until SIGTERM or SIGINT (finish the frames, end open
+tracks, publish ``offline``, flush, exit 0), or until every camera has finished (``run.max_frames``
+frames each, or the end of a non-looping file with ``run.stop_at_end``).
 
 Exit status: 0 normal stop, 2 a user error (config, model, source; one line on stderr), 1 a bug.
 Logs go to stdout as key=value or JSON lines; stderr is kept for the fatal one-liner.
@@ -21,206 +24,231 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from pipeline.camera import CameraWorker, LatestFrame, camera_video_path  # noqa: F401 - LatestFrame: API
 from pipeline.config import EdgeConfig, load_edge_config
 from pipeline.detector import Detector, ModelWatcher
-from pipeline.mqtt import MqttPublisher, Reporter, Topics
+from pipeline.lines import CountStore
+from pipeline.mqtt import OFFLINE, ONLINE, MqttPublisher, time_fields
+from pipeline.scheduler import SharedDetector
 from pipeline.sources import FrameSource, Opener, source_kind
-from pipeline.tracker import Tracker
-from squeezedet.core.annotate import AnnotatedVideoWriter, draw_detections
+from squeezedet.core.io import atomic_write_json
 from squeezedet.errors import SqueezeDetError
 
 log = logging.getLogger("pipeline.daemon")
 
 
 class Daemon:
-    """One camera. Construction opens the source and loads the model (errors are SqueezeDetError);
-    ``run()`` blocks until a stop condition and returns the exit status."""
+    """All cameras of a config on one detector. Construction opens the file sources and loads the model
+    once (errors are SqueezeDetError); ``run()`` blocks until a stop condition and returns the exit status.
 
-    def __init__(self, cfg: EdgeConfig, opener: Opener | None = None):
+    ``opener`` replaces OpenCV for every camera (tests), or maps camera name -> opener."""
+
+    def __init__(self, cfg: EdgeConfig, opener: Opener | dict[str, Opener] | None = None):
         self.cfg = cfg
-        self.frames = 0  #: frames processed
-        self.errors = 0  #: frames whose processing raised (logged, skipped)
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._last_heartbeat = float("-inf")
+        self._last_stats = time.monotonic()
         self.publisher: MqttPublisher | None = None
-        self.reporter: Reporter | None = None
-        camera = cfg.camera.name
+        names = list(cfg.cameras)
+        prefix = cfg.mqtt.prefix
         if cfg.mqtt.enabled:
-            topics = Topics(cfg.mqtt.prefix, camera)
-            self.publisher = MqttPublisher(cfg.mqtt, cfg.mqtt.client_id or f"squeezedet-edge-{camera}",
-                                           topics.availability, topics.commands, self._on_command)
-            self.reporter = Reporter(self.publisher, topics, cfg.mqtt)
-        self.tracker = Tracker(cfg.tracker)
-        self.source = FrameSource(cfg.source, camera, opener, on_status=self._on_source_status)
-        self.source.open()  # before the model: an unreadable video fails fast, with nothing else on stderr
+            ha = cfg.mqtt.home_assistant
+            subscriptions = {}
+            if ha.enabled:
+                subscriptions[ha.status_topic or f"{ha.discovery_prefix}/status"] = self._on_ha_status
+            default_id = f"squeezedet-edge-{names[0]}" if len(names) == 1 else f"squeezedet-edge-{prefix}"
+            commands = [f"{prefix}/command"] + [f"{prefix}/{n}/command" for n in names]
+            self.publisher = MqttPublisher(cfg.mqtt, cfg.mqtt.client_id or default_id, f"{prefix}/availability",
+                                           commands, self._on_command, subscriptions)
+        has_lines = any(cam.lines for cam in cfg.cameras.values())
+        self.store = CountStore(cfg.run.state_file) if has_lines and cfg.run.state_file else None
+        if has_lines and self.store is None:
+            log.warning("run.state_file is not set: line counts start from zero after a restart")
+        self.cameras: dict[str, CameraWorker] = {}
+        self.shared: SharedDetector | None = None
+        several = len(names) > 1
+        # Sources before the model: an unreadable video fails fast, with nothing else on stderr.
+        opened: list[CameraWorker] = []
         try:
-            self.detector = Detector.from_config(cfg.model)
+            for name, cam in cfg.cameras.items():
+                cam_opener = opener.get(name) if isinstance(opener, dict) else opener
+                worker = CameraWorker(cam, cfg.mqtt, cfg.run, None, self.publisher, self.store, cam_opener,
+                                      camera_video_path(cfg.run.output_video, name, several))
+                worker.open()
+                opened.append(worker)
+                self.cameras[name] = worker
+            detector = Detector.from_config(cfg.model)
         except SqueezeDetError:
-            self.source.stop()
+            for worker in opened:
+                worker.source.stop()
             raise
+        self.shared = SharedDetector(detector, names)
+        for worker in self.cameras.values():
+            worker.attach(self.shared)
         self.watcher = ModelWatcher(cfg.model, self._on_model_loaded, self._on_model_rejected)
-        self._writer = None
-        if cfg.run.output_video:
-            self._writer = AnnotatedVideoWriter(cfg.run.output_video, cfg.run.output_fps or self.source.fps or 10.0)
+
+    # -- compatibility with the one-camera daemon --------------------------------------------------
+    @property
+    def detector(self) -> Detector:
+        return self.shared.detector
+
+    @property
+    def frames(self) -> int:
+        """Frames processed, all cameras together."""
+        return sum(w.frames for w in self.cameras.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(w.errors for w in self.cameras.values())
 
     def stop(self) -> None:
-        """Ask the frame loop to finish the current frame and shut down (thread- and signal-safe)."""
+        """Ask every camera to finish its current frame and shut down (thread- and signal-safe)."""
         self._stop.set()
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> int:
         det = self.detector
         log.info("starting", extra={"fields": {
-            "camera": self.cfg.camera.name, "source": self.source.kind, "model_id": det.model_id,
-            "runtime": det.runtime, "input": f"{det.meta.input_width}x{det.meta.input_height}",
+            "cameras": ",".join(self.cameras), "sources": ",".join(w.source.kind for w in self.cameras.values()),
+            "model_id": det.model_id, "runtime": det.runtime,
+            "input": f"{det.meta.input_width}x{det.meta.input_height}",
             "classes": ",".join(det.class_names), "mqtt": self.cfg.mqtt.enabled}})
-        if self.reporter is not None:
-            self.reporter.online()
-            self.reporter.set_labels(det.class_names)
-            self.reporter.status(model_id=det.model_id)
+        if self.publisher is not None:
+            self.publisher.set_state(f"{self.cfg.mqtt.prefix}/availability", ONLINE)
+        for worker in self.cameras.values():
+            worker.model_changed(det.model_id)
+        if self.publisher is not None:
             self.publisher.start()
-        self.source.start()
+        self.shared.start()
+        for worker in self.cameras.values():
+            worker.start()
         self.watcher.start()
-        stats = _Window(time.monotonic())
-        last_index, last_size = -1, (1, 1)
-        reason = "stopped"
         try:
             while not self._stop.is_set():
-                if time.monotonic() - stats.start >= self.cfg.mqtt.stats_interval_s:
-                    self._report_stats(stats)
-                    stats = _Window(time.monotonic())
-                frame = self.source.get(timeout=0.5)
-                if frame is None:
-                    if self.source.ended and self.cfg.run.stop_at_end:
-                        reason = "end of input"
-                        break
-                    continue
-                last_index, last_size = frame.index, (frame.image.shape[1], frame.image.shape[0])
-                try:
-                    stats.add(self._process(frame))
-                except Exception:  # one bad frame must not take the camera down
-                    self.errors += 1
-                    log.exception("frame failed", extra={"fields": {"frame": frame.index}})
-                self.frames += 1
-                self._heartbeat()
-                if self.cfg.run.max_frames and self.frames >= self.cfg.run.max_frames:
-                    reason = "max_frames reached"
+                if all(w.finished.is_set() for w in self.cameras.values()):
                     break
+                self._stop.wait(0.1)
+                self._heartbeat()
+                if time.monotonic() - self._last_stats >= self.cfg.mqtt.stats_interval_s:
+                    self._report_stats()
         finally:
-            self._shutdown(reason, last_index, last_size)
+            self._shutdown()
         return 0
 
-    def _process(self, frame) -> float:
-        """Detect, track, report and draw one frame; returns the inference time in ms."""
-        detector = self.detector  # read once: a swap lands between frames, never inside one
-        dets = detector.detect(frame.image)
-        names = detector.class_names
-        out = self.tracker.update(dets.boxes, dets.scores, [names[i] for i in dets.labels], frame.index)
-        size = (frame.image.shape[1], frame.image.shape[0])
-        if self.reporter is not None:
-            self.reporter.frame(frame.index, frame.timestamp, size, out.objects, out.events,
-                                detector.model_id, detector.last_inference_ms)
-        for event in out.events:
-            log.debug("track event", extra={"fields": {
-                "type": event.type, "id": event.after.track_id, "label": event.after.label, "frame": frame.index}})
-        if self._writer is not None:
-            try:
-                self._writer.write(draw_detections(
-                    frame.image, [o.box for o in out.objects], [o.label for o in out.objects],
-                    [o.smoothed_score for o in out.objects], [o.track_id for o in out.objects]))
-            except SqueezeDetError as exc:  # debugging aid only: turn it off, keep detecting
-                log.error("annotated video disabled", extra={"fields": {"error": str(exc)}})
-                self._writer = None
-        return detector.last_inference_ms
+    def stats(self) -> dict:
+        """Daemon-wide figures and every camera's stats (what ``P/stats`` carries)."""
+        cams = {name: w.stats() for name, w in self.cameras.items()}
+        frames_window = [c for c in cams.values() if c["fps"] > 0]
+        det = self.detector
+        pub = self.publisher
+        return {
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "fps": round(sum(c["fps"] for c in cams.values()), 2),
+            "inference_ms": round(sum(c["inference_ms"] * c["fps"] for c in frames_window)
+                                  / max(sum(c["fps"] for c in frames_window), 1e-9), 2) if frames_window else 0.0,
+            "frames": sum(c["frames"] for c in cams.values()),
+            "dropped_frames": sum(c["dropped_frames"] for c in cams.values()),
+            "source_queue": sum(c["source_queue"] for c in cams.values()),
+            "errors": sum(c["errors"] for c in cams.values()),
+            "model_id": det.model_id,
+            "runtime": det.runtime,
+            "mqtt": {"enabled": pub is not None, "connected": bool(pub and pub.connected),
+                     "queue_depth": pub.queue_depth if pub else 0, "dropped": pub.dropped if pub else 0},
+            "cameras": cams,
+        }
+
+    def _report_stats(self) -> None:
+        self._last_stats = time.monotonic()
+        stats = self.stats()
+        for name, worker in self.cameras.items():
+            fields = stats["cameras"][name]
+            log.info("stats", extra={"fields": {"camera": name, **fields}})
+            worker.reporter.stats(fields)
+        if self.publisher is not None:
+            pub = self.publisher
+            self.publisher.publish(f"{self.cfg.mqtt.prefix}/stats", {
+                **time_fields(time.time()), **{k: v for k, v in stats.items() if k != "mqtt"},
+                "mqtt_queue": pub.queue_depth, "mqtt_queue_max": pub.cfg.queue_size,
+                "mqtt_dropped": pub.dropped, "mqtt_connected": pub.connected,
+            }, retain=self.cfg.mqtt.retain)
 
     def _heartbeat(self) -> None:
-        """Touch run.health_file at most once a second: proof for a supervisor that frames flow."""
+        """Write run.health_file at most once a second while frames flow: the last frame time of every
+        camera (a supervisor reads the file's age, an operator its content)."""
         path = self.cfg.run.health_file
         now = time.monotonic()
         if not path or now - self._last_heartbeat < 1.0:
             return
+        last = {name: w.last_frame_time for name, w in self.cameras.items()}
+        newest = max((t for t in last.values() if t is not None), default=None)
+        if newest is None or time.time() - newest > 1.5:
+            return  # no frame since the last beat: let the file age
         self._last_heartbeat = now
         try:
-            with open(path, "a"):
-                os.utime(path)
+            atomic_write_json(path, {"cameras": {n: t and round(t, 3) for n, t in last.items()}})
         except OSError as exc:
             log.warning("cannot write health file", extra={"fields": {"path": path, "error": str(exc)}})
 
-    def _report_stats(self, window: _Window) -> None:
-        fields = {
-            "uptime_s": round(time.monotonic() - self._started, 1),
-            "fps": round(window.fps(time.monotonic()), 2),
-            "inference_ms": round(window.mean_ms(), 2),
-            "frames": self.frames,
-            "dropped_frames": self.source.dropped,
-            "source_queue": self.source.queue_depth,
-            "errors": self.errors,
-            "model_id": self.detector.model_id,
-        }
-        log.info("stats", extra={"fields": fields})
-        if self.reporter is not None:
-            self.reporter.stats(fields)
-
-    def _shutdown(self, reason: str, last_index: int, last_size: tuple[int, int]) -> None:
+    def _shutdown(self) -> None:
+        reason = "stopped"
+        if not self._stop.is_set():
+            reasons = {w.reason for w in self.cameras.values()}
+            reason = reasons.pop() if len(reasons) == 1 else "every camera finished"
+        for worker in self.cameras.values():
+            worker.stop()
+        for worker in self.cameras.values():
+            worker.join(10.0)
         self.watcher.stop()
-        self.source.stop()
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except (OSError, SqueezeDetError) as exc:  # the debug video must not cost the offline message
-                log.error("annotated video not written", extra={"fields": {"error": str(exc)}})
-        ended = self.tracker.flush()
-        if self.reporter is not None:
-            self.reporter.end(ended, last_index, last_size, self.detector.model_id)
+        self.shared.stop()
+        self._heartbeat_final()
+        self._report_stats()  # the final figures, also for runs shorter than stats_interval_s
+        for worker in self.cameras.values():
+            worker.shutdown()
+        if self.publisher is not None:
+            self.publisher.set_state(f"{self.cfg.mqtt.prefix}/availability", OFFLINE)
             self.publisher.close()
         elapsed = time.monotonic() - self._started
+        frames = self.frames
         log.info("stopped", extra={"fields": {
-            "reason": reason, "frames": self.frames, "fps": round(self.frames / max(elapsed, 1e-9), 2),
-            "dropped_frames": self.source.dropped, "errors": self.errors,
+            "reason": reason, "frames": frames, "fps": round(frames / max(elapsed, 1e-9), 2),
+            "dropped_frames": sum(w.source.dropped for w in self.cameras.values()), "errors": self.errors,
             "mqtt_dropped": self.publisher.dropped if self.publisher else 0}})
 
-    # -- callbacks from other threads ----------------------------------------------------------
-    def _on_source_status(self, state: str, detail: str) -> None:
-        if self.reporter is not None:
-            self.reporter.status(state=state, detail=detail)
+    def _heartbeat_final(self) -> None:
+        self._last_heartbeat = float("-inf")
+        self._heartbeat()
 
+    # -- callbacks from other threads ----------------------------------------------------------
     def _on_command(self, command: dict, topic: str) -> None:
         action = command["action"]
+        prefix = self.cfg.mqtt.prefix
+        camera = topic[len(prefix) + 1:-len("/command")] if topic != f"{prefix}/command" else None
         log.info("command", extra={"fields": {"topic": topic, "action": action}})
         if action == "reload_model":
             self.watcher.request_reload()
+        elif action == "reset_counts":
+            targets = [self.cameras[camera]] if camera in self.cameras else list(self.cameras.values())
+            line = command.get("line") if isinstance(command.get("line"), str) else None
+            for worker in targets:
+                worker.reset_counts(line)
         else:
             log.warning("unknown command action", extra={"fields": {"action": action}})
 
+    def _on_ha_status(self, payload: bytes) -> None:
+        """Home Assistant (re)started: send discovery first, then every retained state."""
+        if payload.strip().lower() == b"online" and self.publisher is not None:
+            log.info("home assistant online, re-sending discovery and states")
+            self.publisher.resend_state(first=self.cfg.mqtt.home_assistant.discovery_prefix + "/")
+
     def _on_model_loaded(self, detector: Detector) -> None:
-        self.detector = detector  # atomic reference swap; the old model is freed after its last frame
-        if self.reporter is not None:
-            self.reporter.set_labels(detector.class_names)
-            self.reporter.status(model_id=detector.model_id, model_error=None)
+        self.shared.swap(detector)  # atomic reference swap; the old model is freed after its last frame
+        for worker in self.cameras.values():
+            worker.model_changed(detector.model_id)
 
     def _on_model_rejected(self, reason: str) -> None:
-        if self.reporter is not None:
-            self.reporter.status(model_error=reason)
-
-
-class _Window:
-    """Frames and inference time since the last stats message."""
-
-    def __init__(self, start: float):
-        self.start = start
-        self.frames = 0
-        self.total_ms = 0.0
-
-    def add(self, inference_ms: float) -> None:
-        self.frames += 1
-        self.total_ms += inference_ms
-
-    def fps(self, now: float) -> float:
-        return self.frames / max(now - self.start, 1e-9)
-
-    def mean_ms(self) -> float:
-        return self.total_ms / self.frames if self.frames else 0.0
+        for worker in self.cameras.values():
+            worker.model_changed("", error=reason)
 
 
 # -- logging ---------------------------------------------------------------------------------------
@@ -277,20 +305,24 @@ def configure_logging(fmt: str, level: str) -> None:
 
 # -- command line ------------------------------------------------------------------------------
 def check_config(cfg: EdgeConfig, path: str) -> str:
-    """Validate what can be validated without a camera or broker: the model, and a file source."""
+    """Validate what can be validated without a camera or broker: the model, and file sources."""
     det = Detector.from_config(cfg.model)
-    kind = source_kind(cfg.source.uri, cfg.source.backend)
-    if kind in ("file", "folder"):
-        probe = FrameSource(cfg.source, cfg.camera.name)
-        probe.open()
-        probe.stop()
+    kinds = []
+    for name, cam in cfg.cameras.items():
+        kind = source_kind(cam.source.uri, cam.source.backend)
+        kinds.append(kind)
+        if kind in ("file", "folder"):
+            probe = FrameSource(cam.source, name)
+            probe.open()
+            probe.stop()
     mqtt = f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.enabled else "disabled"
-    return (f"{path}: OK (camera={cfg.camera.name} source={kind} model={det.model_id} "
+    return (f"{path}: OK (camera={','.join(cfg.cameras)} source={','.join(kinds)} model={det.model_id} "
             f"input={det.meta.input_width}x{det.meta.input_height} classes={','.join(det.class_names)} mqtt={mqtt})")
 
 
 def healthcheck(cfg: EdgeConfig, path: str) -> tuple[bool, str]:
-    """Healthy when run.health_file was touched within run.health_max_age_s (for Docker/systemd)."""
+    """Healthy when run.health_file was written within run.health_max_age_s (for Docker/systemd); the
+    message names cameras whose last frame is older (they are reconnecting: a restart would not help)."""
     hf = cfg.run.health_file
     if not hf:
         return False, f"{path}: run.health_file is not set, nothing to check"
@@ -300,7 +332,15 @@ def healthcheck(cfg: EdgeConfig, path: str) -> tuple[bool, str]:
         return False, f"{hf}: no heartbeat yet (no frame processed)"
     if age > cfg.run.health_max_age_s:
         return False, f"{hf}: last frame {age:.0f} s ago (limit {cfg.run.health_max_age_s:.0f} s)"
-    return True, f"{hf}: healthy, last frame {age:.1f} s ago"
+    stale = []
+    try:
+        cams = json.loads(open(hf).read() or "{}").get("cameras", {})
+        now = time.time()
+        stale = [n for n, t in cams.items() if t is None or now - t > cfg.run.health_max_age_s]
+    except (OSError, ValueError, AttributeError):
+        pass
+    note = f"; no recent frame from {','.join(stale)}" if stale else ""
+    return True, f"{hf}: healthy, last frame {age:.1f} s ago{note}"
 
 
 def _positive_int(text: str) -> int:

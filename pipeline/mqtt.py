@@ -1,13 +1,16 @@
 """Everything MQTT: topic layout, payload schemas and a publisher that never blocks the frame loop.
 
-Topics (``P`` = mqtt.prefix, ``C`` = camera.name):
+Topics (``P`` = mqtt.prefix, ``C`` = a camera's name; the README has one real payload of each):
 
 * ``P/C/detections``  every processed frame (optionally rate-limited): confirmed objects
 * ``P/C/events``      ``new`` / ``update`` / ``end`` per confirmed track, with before/after
-* ``P/C/<label>/count`` retained, on change
-* ``P/C/status``      retained camera/model state; ``P/availability`` retained online/offline (last will)
-* ``P/stats``         throughput figures every ``stats_interval_s``
-* ``P/command``, ``P/C/command``  subscribed: ``{"action": "reload_model"}``
+* ``P/C/<label>/count``, ``/occupancy`` (ON/OFF), ``/snapshot`` (JPEG)   retained
+* ``P/C/zones/<zone>/<label>/count``, ``/occupancy`` retained; ``P/C/zones/<zone>/events`` enter/leave
+* ``P/C/lines/<line>/<label>/in``, ``/out`` retained totals; ``P/C/lines/<line>/events`` crossings
+* ``P/C/status``, ``P/C/availability`` retained camera state; ``P/availability`` retained daemon
+  online/offline (last will)
+* ``P/C/stats``, ``P/stats``  per-camera and daemon-wide throughput every ``stats_interval_s``
+* ``P/command``, ``P/C/command``  subscribed: ``{"action": "reload_model"}``, ``{"action": "reset_counts"}``
 
 Two kinds of outgoing message, two delivery rules:
 
@@ -32,12 +35,12 @@ import socket
 import ssl
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pipeline.tracker import TrackedObject, TrackEvent
+from pipeline.tracker import TrackedObject
 from squeezedet.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -52,19 +55,44 @@ def topic_level(name: str) -> str:
 
 
 class Topics:
+    """Topic names of one camera (and the daemon-wide ones it shares)."""
+
     def __init__(self, prefix: str, camera: str):
         self.prefix = prefix
         self.camera = camera
-        base = f"{prefix}/{camera}"
+        self.base = base = f"{prefix}/{camera}"
         self.availability = f"{prefix}/availability"
         self.stats = f"{prefix}/stats"
+        self.camera_availability = f"{base}/availability"
+        self.camera_stats = f"{base}/stats"
         self.detections = f"{base}/detections"
         self.events = f"{base}/events"
         self.status = f"{base}/status"
         self.commands = (f"{prefix}/command", f"{base}/command")
 
     def count(self, label: str) -> str:
-        return f"{self.prefix}/{self.camera}/{topic_level(label)}/count"
+        return f"{self.base}/{topic_level(label)}/count"
+
+    def occupancy(self, label: str) -> str:
+        return f"{self.base}/{topic_level(label)}/occupancy"
+
+    def snapshot(self, label: str) -> str:
+        return f"{self.base}/{topic_level(label)}/snapshot"
+
+    def zone_count(self, zone: str, label: str) -> str:
+        return f"{self.base}/zones/{zone}/{topic_level(label)}/count"
+
+    def zone_occupancy(self, zone: str, label: str) -> str:
+        return f"{self.base}/zones/{zone}/{topic_level(label)}/occupancy"
+
+    def zone_events(self, zone: str) -> str:
+        return f"{self.base}/zones/{zone}/events"
+
+    def line_total(self, line: str, label: str, direction: str) -> str:
+        return f"{self.base}/lines/{line}/{topic_level(label)}/{direction}"
+
+    def line_events(self, line: str) -> str:
+        return f"{self.base}/lines/{line}/events"
 
 
 @dataclass(frozen=True)
@@ -125,7 +153,8 @@ class MqttPublisher:
     except ``close()``, which flushes for at most ``flush_timeout_s``."""
 
     def __init__(self, cfg, client_id: str, will_topic: str, command_topics: Iterable[str] = (),
-                 on_command: Callable[[dict, str], None] | None = None):
+                 on_command: Callable[[dict, str], None] | None = None,
+                 subscriptions: dict[str, Callable[[bytes], None]] | None = None):
         import paho.mqtt.client as paho
 
         self._paho = paho
@@ -144,6 +173,8 @@ class MqttPublisher:
         self._fail_logged = False
         self._command_topics = tuple(command_topics)
         self._on_command = on_command
+        #: other subscribed topics (e.g. Home Assistant's status) -> handler(payload)
+        self._subscriptions = dict(subscriptions or {})
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
 
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
@@ -190,6 +221,16 @@ class MqttPublisher:
                 return
             self._state[topic] = msg
             self._dirty[topic] = None
+            self._cond.notify_all()
+
+    def resend_state(self, first: str = "") -> None:
+        """Send every retained state topic again (topics starting with ``first`` go first: Home
+        Assistant wants the discovery configs before the states they describe)."""
+        with self._cond:
+            topics = sorted(self._state, key=lambda t: not (first and t.startswith(first)))
+            self._dirty.clear()
+            for topic in topics:
+                self._dirty[topic] = None
             self._cond.notify_all()
 
     @property
@@ -261,7 +302,7 @@ class MqttPublisher:
             for topic in self._state:
                 self._dirty[topic] = None
             self._cond.notify_all()
-        for topic in self._command_topics:
+        for topic in (*self._command_topics, *self._subscriptions):
             client.subscribe(topic, qos=1)
         log.info("mqtt connected", extra={"fields": {"host": self.cfg.host, "port": self.cfg.port}})
 
@@ -295,6 +336,10 @@ class MqttPublisher:
             self._cond.notify_all()
 
     def _on_message(self, client, userdata, msg) -> None:
+        handler = self._subscriptions.get(msg.topic)
+        if handler is not None:
+            handler(bytes(msg.payload))
+            return
         if msg.retain:  # a stale retained command must not fire on every restart
             log.info("ignoring retained command", extra={"fields": {"topic": msg.topic}})
             return
@@ -331,110 +376,3 @@ def object_payload(obj: TrackedObject, width: int, height: int) -> dict:
         "first_frame": obj.first_frame,
         "last_frame": obj.last_frame,
     }
-
-
-class Reporter:
-    """Maps frames, tracks and daemon state onto the topics above (one camera)."""
-
-    def __init__(self, publisher: MqttPublisher, topics: Topics, cfg):
-        self.publisher = publisher
-        self.topics = topics
-        self.cfg = cfg
-        self._labels: list[str] = []
-        self._counts: dict[str, int] = {}
-        self._last_detections = float("-inf")
-        self._status = {"state": "starting", "detail": "", "model_id": None, "model_error": None}
-        self._lock = threading.RLock()  # status/labels/counts change from the source, watcher and frame threads
-
-    def online(self) -> None:
-        self.publisher.set_state(self.topics.availability, ONLINE)
-
-    def set_labels(self, labels: Iterable[str]) -> None:
-        """Known class names: zero counts (and discovery configs) exist before the first object."""
-        with self._lock:
-            for label in labels:
-                if label in self._labels:
-                    continue
-                self._labels.append(label)
-                self._publish_count(label, 0)
-                if self.cfg.home_assistant.enabled:
-                    self.publisher.set_state(*self.discovery(label))
-
-    def status(self, **fields) -> None:
-        """Merge fields (state, detail, model_id, model_error) into the retained camera status."""
-        with self._lock:
-            self._status.update(fields)
-            self.publisher.set_state(self.topics.status, {"camera": self.topics.camera, **self._status,
-                                                          **time_fields(time.time())})
-
-    def frame(self, index: int, timestamp: float, size: tuple[int, int], objects: list[TrackedObject],
-              events: list[TrackEvent], model_id: str, inference_ms: float) -> None:
-        width, height = size
-        self._events(events, index, timestamp, size, model_id)
-        if timestamp - self._last_detections >= self.cfg.detections_interval_s:
-            self._last_detections = timestamp
-            self.publisher.publish(self.topics.detections, {
-                "camera": self.topics.camera, "frame": index, **time_fields(timestamp),
-                "image": {"width": width, "height": height}, "model_id": model_id,
-                "inference_ms": round(inference_ms, 2),
-                "objects": [object_payload(o, width, height) for o in objects],
-            }, retain=self.cfg.retain)
-        counts = Counter(o.label for o in objects)
-        with self._lock:
-            for label in set(self._labels) | set(counts):
-                self._publish_count(label, counts.get(label, 0))
-
-    def end(self, events: list[TrackEvent], index: int, size: tuple[int, int], model_id: str) -> None:
-        """Shutdown: end the open tracks, zero the counts, mark camera and daemon offline."""
-        self._events(events, index, time.time(), size, model_id)
-        with self._lock:
-            for label in self._counts:
-                self._publish_count(label, 0)
-        self.status(state=OFFLINE, detail="daemon stopped")
-        self.publisher.set_state(self.topics.availability, OFFLINE)
-
-    def stats(self, fields: dict) -> None:
-        self.publisher.publish(self.topics.stats, {
-            "camera": self.topics.camera, **time_fields(time.time()), **fields,
-            "mqtt_queue": self.publisher.queue_depth, "mqtt_queue_max": self.publisher.cfg.queue_size,
-            "mqtt_dropped": self.publisher.dropped, "mqtt_connected": self.publisher.connected,
-        }, retain=self.cfg.retain)
-
-    def discovery(self, label: str) -> tuple[str, dict]:
-        """Home Assistant MQTT discovery config for one label's count sensor."""
-        ha = self.cfg.home_assistant
-        node = topic_level(f"{self.topics.prefix}_{self.topics.camera}")
-        object_id = f"{node}_{topic_level(label)}_count"
-        return f"{ha.discovery_prefix}/sensor/{node}/{object_id}/config", {
-            "name": f"{label} count",
-            "unique_id": object_id,
-            "object_id": object_id,
-            "state_topic": self.topics.count(label),
-            "availability_topic": self.topics.availability,
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
-            "state_class": "measurement",
-            "icon": "mdi:counter",
-            "device": {
-                "identifiers": [node],
-                "name": ha.device_name or f"SqueezeDet {self.topics.camera}",
-                "manufacturer": "SqueezeDet",
-                "model": "squeezedet-edge",
-            },
-        }
-
-    def _events(self, events: list[TrackEvent], index: int, timestamp: float, size: tuple[int, int],
-                model_id: str) -> None:
-        width, height = size
-        for event in events:
-            self.publisher.publish(self.topics.events, {
-                "type": event.type, "camera": self.topics.camera, "frame": index, **time_fields(timestamp),
-                "model_id": model_id,
-                "before": None if event.before is None else object_payload(event.before, width, height),
-                "after": object_payload(event.after, width, height),
-            }, retain=self.cfg.retain)
-
-    def _publish_count(self, label: str, count: int) -> None:
-        if self._counts.get(label) != count:
-            self._counts[label] = count
-            self.publisher.set_state(self.topics.count(label), str(count))

@@ -30,10 +30,21 @@ def format_message(topic: str, payload: bytes, prefix: str) -> str | None:
         o = msg["after"] or msg["before"]
         return f"{rel:<28} frame {msg['frame']:>4}  {msg['type'].upper():<6} #{o['id']} {o['label']} " \
                f"smoothed {o['smoothed_score']:.2f}"
-    if rel.endswith("/stats"):
+    if rel == "stats" or rel.endswith("/stats"):
         msg = json.loads(text)
-        return f"{rel:<28} fps {msg['fps']:.1f}  inference {msg['inference_ms']:.1f} ms  frames {msg['frames']}" \
-               f"  dropped {msg['dropped_frames']}  mqtt queue {msg['mqtt_queue']}"
+        line = f"{rel:<28} fps {msg['fps']:.1f}  inference {msg['inference_ms']:.1f} ms  frames {msg['frames']}" \
+               f"  dropped {msg['dropped_frames']}"
+        return line + (f"  mqtt queue {msg['mqtt_queue']}" if "mqtt_queue" in msg else "")
+    if rel.endswith("/snapshot"):
+        return f"{rel:<28} JPEG, {len(payload)} bytes"
+    if "/zones/" in rel and rel.endswith("/events"):
+        msg = json.loads(text)
+        return f"{rel:<28} frame {msg['frame']:>4}  {msg['type'].upper():<6} #{msg['id']} {msg['label']}" \
+               f"  now {msg['count']} in {msg['zone']}"
+    if "/lines/" in rel and rel.endswith("/events"):
+        msg = json.loads(text)
+        return f"{rel:<28} frame {msg['frame']:>4}  CROSS {msg['direction'].upper():<3} #{msg['id']} {msg['label']}" \
+               f"  totals in {msg['totals']['in']} out {msg['totals']['out']}"
     if topic.startswith("homeassistant/"):
         return None
     return f"{rel:<28} {text}"

@@ -139,7 +139,7 @@ def test_stop_at_end_of_a_non_looping_file(tmp_path, capsys, tiny_model, car_vid
 def test_example_configs_are_valid(name):
     env = {"RTSP_PASSWORD": "pa:ss", "SQUEEZEDET_MQTT_USERNAME": "edge", "SQUEEZEDET_MQTT_PASSWORD": "secret"}
     cfg = load_edge_config(REPO / "configs" / name, env=env)
-    assert "${" not in cfg.source.uri
+    assert cfg.cameras and all("${" not in cam.source.uri for cam in cfg.cameras.values())
 
 
 def test_stream_password_comes_from_the_environment(tmp_path, tiny_model):

@@ -240,7 +240,8 @@ def test_daemon_messages_follow_the_documented_schema(broker, tmp_path, tiny_mod
     (disc_topic,) = [t for t, _, _ in collector.messages if t.endswith("car_count/config")]
     assert disc_topic == "homeassistant/sensor/sd_test_cam/sd_test_cam_car_count/config"
     disc = json.loads(collector.payloads(disc_topic)[0])
-    assert disc["state_topic"] == f"{P}/car/count" and disc["availability_topic"] == "sd/availability"
+    assert disc["state_topic"] == f"{P}/car/count"
+    assert [a["topic"] for a in disc["availability"]] == ["sd/availability", f"{P}/availability"]
     # state topics are retained: a late subscriber sees the final values at once
     late = Collector(broker.port, ["sd/#"])
     assert late.wait_for(lambda: late.last(f"{P}/car/count") == "0" and late.last("sd/availability") == "offline")

@@ -30,14 +30,16 @@ def label_colour(label: str) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def draw_detections(image_rgb: np.ndarray, boxes, labels, scores=None, track_ids=None) -> np.ndarray:
+def draw_detections(image_rgb: np.ndarray, boxes, labels, scores=None, track_ids=None,
+                    thickness: int | None = None) -> np.ndarray:
     """A copy of ``image_rgb`` with xyxy pixel ``boxes`` and "label score" captions ("#id label score"
-    when ``track_ids`` are given; just the label without ``scores``). ``labels`` are class names."""
+    when ``track_ids`` are given; just the label without ``scores``). ``labels`` are class names.
+    ``thickness`` of the lines in pixels; None = scaled with the image (1 px up to 540p)."""
     import cv2
 
     out = np.ascontiguousarray(image_rgb, dtype=np.uint8).copy()
     h, w = out.shape[:2]
-    thickness = max(1, round(min(h, w) / 360))
+    thickness = thickness or max(1, round(min(h, w) / 360))
     font_scale = max(0.4, min(h, w) / 900)
     ids = list(track_ids) if track_ids is not None else [None] * len(labels)
     scores = list(scores) if scores is not None else [None] * len(labels)

@@ -1,0 +1,128 @@
+"""One detector for every camera: a single inference thread serves the cameras round-robin.
+
+N cameras cost one model's memory and one interpreter (a TFLite interpreter has one caller at a time).
+Each camera thread hands in one frame and waits for its detections; the inference thread takes the
+waiting requests in camera order, starting after the camera it served last, so a camera with a fast
+stream cannot starve a slow one: a waiting frame is served after at most one inference of every other
+camera (``Result.behind`` <= cameras - 1), whatever their frame rates. The scheduler never idles the
+detector to wait for a camera that has no frame ready (work-conserving), so a camera whose thread is
+late to hand in its next frame simply takes the next round.
+A request that raises (a frame the model cannot take) fails that camera's frame only.
+
+The model is swapped between requests (``swap``): every result says which detector produced it, so a
+camera's frame is always decoded with the class names of the model that saw it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.detector import Detector
+from squeezedet.core.postprocess import Detections
+
+
+@dataclass
+class Result:
+    detections: Detections
+    detector: Detector  #: the model that produced them (class names, model_id)
+    inference_ms: float  #: the detector's own inference time for this frame
+    wait_ms: float  #: time spent queued behind other cameras
+    behind: int  #: other cameras' inferences served while this frame waited (at most cameras - 1)
+
+
+@dataclass
+class _Request:
+    image: np.ndarray
+    ticket: int = 0  # inferences served before this request arrived
+    queued: float = field(default_factory=time.monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Result | None = None
+    error: BaseException | None = None
+
+
+class SharedDetector:
+    """Fair, thread-safe front of one Detector for several cameras."""
+
+    def __init__(self, detector: Detector, cameras: list[str]):
+        self.detector = detector
+        self.cameras = list(cameras)
+        self.served = {name: 0 for name in self.cameras}  #: inferences per camera
+        self.total = 0  #: inferences, all cameras
+        self._pending: dict[str, _Request] = {}
+        self._cond = threading.Condition()
+        self._next = 0  # index in self.cameras where the next round-robin scan starts
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="detector", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stop = True
+            for req in self._pending.values():
+                req.error = RuntimeError("detector stopped")
+                req.done.set()
+            self._pending.clear()
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def swap(self, detector: Detector) -> None:
+        """Use ``detector`` from the next request on (the running one finishes with the old model)."""
+        self.detector = detector
+
+    def detect(self, camera: str, image: np.ndarray) -> Result:
+        """Detections for ``camera``'s frame; blocks while other cameras' frames are served first."""
+        with self._cond:
+            req = _Request(image, self.total)
+            if self._stop:
+                raise RuntimeError("detector stopped")
+            if camera in self._pending:
+                raise RuntimeError(f"camera {camera} already has a frame in the detector")
+            self._pending[camera] = req
+            self._cond.notify_all()
+        req.done.wait()
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def _take(self) -> tuple[str, _Request] | None:
+        with self._cond:
+            while not self._stop and not self._pending:
+                self._cond.wait(0.5)
+            if self._stop:
+                return None
+            n = len(self.cameras)
+            for k in range(n):
+                name = self.cameras[(self._next + k) % n]
+                if name in self._pending:
+                    self._next = (self._next + k + 1) % n
+                    return name, self._pending.pop(name)
+            name = next(iter(self._pending))  # a camera not in the list (tests): still served
+            return name, self._pending.pop(name)
+
+    def _run(self) -> None:
+        while True:
+            item = self._take()
+            if item is None:
+                return
+            name, req = item
+            detector = self.detector  # read once: a swap lands between requests, never inside one
+            started = time.monotonic()
+            with self._cond:
+                behind = self.total - req.ticket
+            try:
+                dets = detector.detect(req.image)
+                req.result = Result(dets, detector, detector.last_inference_ms, (started - req.queued) * 1000.0,
+                                    behind)
+            except Exception as exc:  # noqa: BLE001 - the camera that sent the frame gets the error
+                req.error = exc
+            with self._cond:
+                self.served[name] = self.served.get(name, 0) + 1
+                self.total += 1
+            req.done.set()
