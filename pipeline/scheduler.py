@@ -78,6 +78,11 @@ class SharedDetector:
 
     def detect(self, camera: str, image: np.ndarray) -> Result:
         """Detections for ``camera``'s frame; blocks while other cameras' frames are served first."""
+        return self.wait(self.submit(camera, image))
+
+    def submit(self, camera: str, image: np.ndarray) -> _Request:
+        """Hand in ``camera``'s frame without waiting (one frame per camera at a time): the camera can
+        post-process its previous frame while the detector runs this one. ``wait()`` collects it."""
         with self._cond:
             req = _Request(image, self.total)
             if self._stop:
@@ -86,6 +91,11 @@ class SharedDetector:
                 raise RuntimeError(f"camera {camera} already has a frame in the detector")
             self._pending[camera] = req
             self._cond.notify_all()
+        return req
+
+    @staticmethod
+    def wait(req: _Request) -> Result:
+        """The result of a submitted frame (re-raises what the detector raised for it)."""
         req.done.wait()
         if req.error is not None:
             raise req.error
