@@ -4,7 +4,7 @@
 source "$(dirname "$0")/_env.sh"
 ensure_mosquitto
 ensure_openssl
-ensure_venv "train-cpu,edge,dev"
+ensure_venv "train-cpu,edge,dev,onnx,openvino"
 cd "$REPO_ROOT"
 log "running the test suite"
 exec "$PY" -m pytest "$@"
