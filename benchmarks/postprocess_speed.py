@@ -2,8 +2,9 @@
 straightforward one it replaced (softmax/sigmoid on every anchor, NMS box by box; kept as the reference
 in tests/test_postprocess_fast.py), on real model outputs for the sample clip, interleaved.
 
-If the model's input is not 1248x384, its real output grid is resized (nearest cell) to the 78x24 grid
-of 1248x384, so the logits keep the real model's distribution; the header says which was used.
+If the model's input is not 1248x384, its real output grid is resized (nearest cell, plus 1e-4 jitter so
+repeated cells do not tie) to the 78x24 grid of 1248x384, so the logits keep the real model's
+distribution; the header says which was used.
 
     python benchmarks/postprocess_speed.py [--model M] [--video V] [--frames 38] [--repeat 5]
 """
@@ -33,10 +34,10 @@ def raw_outputs(model_path: str, video: str, frames: int):
     """Real raw outputs of the clip's frames, at (or resized to) the 1248x384 grid, and its anchors."""
     import cv2
 
-    from squeezedet.backends import load_backend
+    from squeezedet.backends import BackendOptions, load_backend
     from squeezedet.core.preprocess import resize_for_model
 
-    backend = load_backend(model_path, num_threads=2)
+    backend = load_backend(model_path, options=BackendOptions(num_threads=2))
     meta = backend.meta
     cap = cv2.VideoCapture(video)
     raws = []
@@ -51,7 +52,9 @@ def raw_outputs(model_path: str, video: str, frames: int):
     gw, gh = grid_size(*TARGET)
     rows = (np.arange(gh) * raws[0].shape[0] // gh)
     cols = (np.arange(gw) * raws[0].shape[1] // gw)
-    raws = [r[rows][:, cols] for r in raws]
+    # repeated cells would give exactly tied scores, whose order neither decoder defines: jitter by 1e-4
+    rng = np.random.default_rng(0)
+    raws = [r[rows][:, cols] + rng.normal(0, 1e-4, (gh, gw, r.shape[-1])).astype(np.float32) for r in raws]
     anchors = anchor_grid(*TARGET, scale_anchor_shapes(meta.anchor_shapes, meta.input_size, TARGET))
     return raws, anchors, meta, f"real {meta.input_width}x{meta.input_height} outputs resized to the 1248x384 grid"
 

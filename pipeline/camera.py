@@ -149,7 +149,10 @@ class CameraWorker:
                         break
                     continue
                 previous = self._collect(pending)
-                request = self.shared.submit(self.name, frame.image)
+                try:
+                    request = self.shared.submit(self.name, frame.image)
+                except Exception as exc:  # noqa: BLE001 - e.g. a frame the resize rejects: counted in _finish
+                    request = exc
                 if pending is not None:
                     self._finish(pending[0], previous)
                 pending = (frame, request)
@@ -166,6 +169,8 @@ class CameraWorker:
         """Wait for the frame in flight: its Result, or the exception the detector raised for it."""
         if pending is None:
             return None
+        if isinstance(pending[1], BaseException):  # failed before it reached the detector
+            return pending[1]
         try:
             return self.shared.wait(pending[1])
         except Exception as exc:  # noqa: BLE001 - handled (counted, logged) in _finish

@@ -43,9 +43,13 @@ class Predictor:
             max_detections=self.max_detections,
         )
 
+    def prepare(self, image_rgb: np.ndarray) -> np.ndarray:
+        """A frame (uint8 RGB, any size) as the model's input batch ``[1, H, W, 3]``."""
+        return resize_for_model(image_rgb, self.input_size)[None]
+
     def predict(self, image_rgb: np.ndarray, score_threshold=None) -> Detections:
         h, w = image_rgb.shape[:2]
-        raw = self.raw(resize_for_model(image_rgb, self.input_size)[None])
+        raw = self.raw(self.prepare(image_rgb))
         return self.decode(raw[0], (w, h), score_threshold)
 
     def predict_batch(self, images_rgb, score_threshold=None) -> list[Detections]:
