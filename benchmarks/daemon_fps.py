@@ -62,7 +62,7 @@ def backend_fps(model_path: str, backend: str, video: str, frames: int, threads:
 
 
 def daemon_fps(model_path: str, backend: str, video: str, frames: int, threads: int, mqtt: str | None,
-               warmup: int) -> tuple[float, int, int]:
+               warmup: int, pipeline: str = "auto") -> tuple[float, int, int]:
     """(steady-state fps, frames processed, frames dropped) of the full daemon on the clip (looped)."""
     host, _, port = (mqtt or "localhost:1883").partition(":")
     cfg = EdgeConfig.model_validate({
@@ -70,7 +70,7 @@ def daemon_fps(model_path: str, backend: str, video: str, frames: int, threads: 
         "source": {"uri": video, "loop": True},
         "model": {"path": model_path, "backend": backend, "num_threads": threads, "watch_interval_s": 0},
         "mqtt": {"enabled": mqtt is not None, "host": host, "port": int(port or 1883)},
-        "run": {"max_frames": frames + warmup},
+        "run": {"max_frames": frames + warmup, "pipeline": pipeline},
         "logging": {"level": "WARNING"},
     })
     daemon = Daemon(cfg)
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=5, help="daemon frames before the clock starts")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--mqtt", default=None, metavar="HOST:PORT", help="also publish to this broker")
+    p.add_argument("--pipeline", default="auto", choices=("auto", "on", "off"), help="the daemon's run.pipeline")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
     for path in (args.model, args.video):
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
     try:
         raw_fps, raw_ms, engine = backend_fps(args.model, args.backend, args.video, args.frames, args.threads)
         fps, done, dropped = daemon_fps(args.model, args.backend, args.video, args.frames, args.threads, args.mqtt,
-                                        args.warmup)
+                                        args.warmup, args.pipeline)
     except SqueezeDetError as exc:
         print(f"daemon_fps: error: {exc}", file=sys.stderr)
         return 2
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
     print(f"video:       {args.video}")
     print(f"back end:    {raw_fps:7.1f} FPS  ({raw_ms:.1f} ms/frame, inference only)")
     print(f"daemon:      {fps:7.1f} FPS  ({done} frames end to end, {dropped} dropped, "
-          f"mqtt {'on' if args.mqtt else 'off'}, steady state after {args.warmup})")
+          f"mqtt {'on' if args.mqtt else 'off'}, pipeline {args.pipeline}, steady state after {args.warmup})")
     print(f"ratio:       {fps / raw_fps:7.2f}")
     return 0
 

@@ -12,6 +12,7 @@ Local consumers (the HTTP server) read a camera through ``latest()``, ``stats()`
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -134,6 +135,7 @@ class CameraWorker:
         """Pipelined: frame N+1 goes to the detector before frame N is tracked and reported, so the detector
         never waits for this thread's bookkeeping (one frame in flight per camera)."""
         max_frames = self.run_cfg.max_frames
+        pipelined = self.pipelined()
         pending = None  # (frame, request) in the detector, not yet processed
         try:
             while not self._stop.is_set():
@@ -156,6 +158,9 @@ class CameraWorker:
                 if pending is not None:
                     self._finish(pending[0], previous)
                 pending = (frame, request)
+                if not pipelined:
+                    self._complete(*pending)
+                    pending = None
             else:
                 self.reason = "stopped"
             if pending is not None:
@@ -164,6 +169,15 @@ class CameraWorker:
                 self.reason = "max_frames reached"
         finally:
             self.finished.set()
+
+    def pipelined(self) -> bool:
+        """run.pipeline, with auto = on when the model's inference threads leave at least one core free."""
+        mode = getattr(self.run_cfg, "pipeline", "auto")
+        if mode != "auto":
+            return mode == "on"
+        threads = getattr(getattr(self.shared.detector, "model", None), "options", None)
+        threads = getattr(threads, "num_threads", None) or os.cpu_count() or 1
+        return threads < (os.cpu_count() or 1)
 
     def _collect(self, pending):
         """Wait for the frame in flight: its Result, or the exception the detector raised for it."""

@@ -10,6 +10,7 @@ so a reload never pauses detection and a rejected file leaves the running model 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,11 @@ from squeezedet.errors import ModelFileError
 from squeezedet.inference import ModelPredictor
 
 log = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    """Inference threads when the config gives none: one per core, at most 4."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 class Detector(ModelPredictor):
@@ -50,7 +56,7 @@ class Detector(ModelPredictor):
         providers = getattr(cfg, "providers", None) or ("cpu",)
         options = BackendOptions(device=getattr(cfg, "device", None) or "CPU", providers=tuple(providers),
                                  cache_dir=getattr(cfg, "cache_dir", None))
-        return cls(cfg.path, cfg.num_threads, cfg.delegate, cfg.score_threshold, cfg.nms_threshold,
+        return cls(cfg.path, cfg.num_threads or default_threads(), cfg.delegate, cfg.score_threshold, cfg.nms_threshold,
                    cfg.top_k, cfg.max_detections, backend=getattr(cfg, "backend", "auto"), options=options)
 
     @property
