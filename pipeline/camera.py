@@ -23,6 +23,7 @@ import numpy as np
 
 from pipeline.filters import ObjectFilters
 from pipeline.lines import CountStore, LineCounters
+from pipeline.metrics import LatencyHistogram
 from pipeline.mqtt import MqttPublisher, Topics
 from pipeline.reporter import Reporter
 from pipeline.scheduler import SharedDetector
@@ -83,6 +84,7 @@ class CameraWorker:
         self._labels: tuple[str, ...] = ()
         self._model_id = shared.detector.model_id if shared is not None else None
         self._recent: deque[tuple[float, float, float]] = deque(maxlen=4096)  # (monotonic, inference, wait)
+        self.latency = LatencyHistogram()  #: inference seconds per frame, for /metrics
         self._window_s = min(max(mqtt_cfg.stats_interval_s, 1.0), 60.0)
         self._last_index, self._last_size = -1, (1, 1)
         self._stop = threading.Event()
@@ -236,6 +238,7 @@ class CameraWorker:
         with self._lock:
             self._latest = LatestFrame(frame.image, frame.index, frame.timestamp, out.objects, time.monotonic())
             self._recent.append((time.monotonic(), result.inference_ms, result.wait_ms))
+        self.latency.observe(result.inference_ms / 1000.0)
         if self._writer is not None:
             try:
                 self._writer.write(draw_detections(

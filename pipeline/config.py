@@ -3,7 +3,8 @@
 Unknown keys are rejected and the first error is reported on one line naming the key path, e.g.
 ``configs/edge.yaml: mqtt.qso: unknown key``. Secrets never need to live in the YAML: the MQTT
 username/password come from ``SQUEEZEDET_MQTT_USERNAME`` / ``SQUEEZEDET_MQTT_PASSWORD`` or a
-``password_file`` (e.g. a systemd credential), which win over values written in the file.
+``password_file`` (e.g. a systemd credential), which win over values written in the file; the HTTP
+token likewise from ``SQUEEZEDET_HTTP_TOKEN`` or ``http.token_file``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from squeezedet.errors import ConfigError
 
 ENV_USERNAME = "SQUEEZEDET_MQTT_USERNAME"
 ENV_PASSWORD = "SQUEEZEDET_MQTT_PASSWORD"
+ENV_HTTP_TOKEN = "SQUEEZEDET_HTTP_TOKEN"
 
 #: Camera names and the topic prefix become MQTT topic levels: no wildcards, separators or spaces.
 _TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -270,6 +272,28 @@ class RunConfig(_Strict):
     state_file: str | None = "squeezedet-edge-state.json"
 
 
+class HttpConfig(_Strict):
+    """The operator's window (web page, JSON API, /metrics). Off by default and on loopback by default;
+    with a token set every path needs ``Authorization: Bearer <token>`` or HTTP Basic ``username:<token>``
+    (what a browser asks for). The token comes from SQUEEZEDET_HTTP_TOKEN, token_file or token."""
+
+    enabled: bool = False
+    bind: str = "127.0.0.1"  #: "0.0.0.0" to reach it from the network (set a token then)
+    port: int = Field(8080, ge=1, le=65535)
+    token: str | None = None  #: prefer SQUEEZEDET_HTTP_TOKEN or token_file
+    token_file: str | None = None
+    username: str = Field("admin", min_length=1)  #: HTTP Basic user name (the password is the token)
+    #: Frames per second sent to each live viewer (MJPEG); frames in between are skipped, never queued.
+    stream_fps: float = Field(5.0, gt=0, le=60)
+    #: Live view frames are scaled down to this many rows (a browser tile is smaller than the camera's
+    #: frame, and encoding costs CPU with the square of the size); None = full size. latest.jpg is
+    #: always full size.
+    stream_height: int | None = Field(480, ge=64)
+    jpeg_quality: int = Field(75, ge=10, le=100)
+    #: /healthz answers 200 while every camera processed a frame within this many seconds, else 503.
+    health_max_age_s: float = Field(10.0, gt=0)
+
+
 class LogConfig(_Strict):
     format: Literal["kv", "json"] = "kv"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -287,6 +311,7 @@ class EdgeConfig(_Strict):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)  #: default for every camera
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     logging: LogConfig = Field(default_factory=LogConfig)
 
     @model_validator(mode="before")
@@ -394,8 +419,22 @@ def resolve_secrets(cfg: EdgeConfig, env, source: str = "<config>") -> EdgeConfi
     password = password or mqtt.password
     if password and not username:
         raise ConfigError(f"{source}: mqtt.username: required when a password is set")
-    update = {"cameras": cameras, "mqtt": mqtt.model_copy(update={"username": username, "password": password})}
+    update = {"cameras": cameras, "mqtt": mqtt.model_copy(update={"username": username, "password": password}),
+              "http": cfg.http.model_copy(update={"token": _http_token(cfg.http, env, source)})}
     if cfg.single:
         (only,) = cameras.values()
         update.update(source=only.source, camera=only)
     return cfg.model_copy(update=update)
+
+
+def _http_token(http: HttpConfig, env, source: str) -> str | None:
+    """SQUEEZEDET_HTTP_TOKEN wins over http.token_file, which wins over http.token."""
+    token = env.get(ENV_HTTP_TOKEN)
+    if not token and http.token_file:
+        try:
+            token = Path(http.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{source}: http.token_file: cannot read {http.token_file} ({exc.strerror})") from None
+        if not token:
+            raise ConfigError(f"{source}: http.token_file: {http.token_file} is empty")
+    return token or http.token or None

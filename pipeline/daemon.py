@@ -3,7 +3,8 @@
 Each camera runs its own source thread (capture) and frame thread (filters -> shared detector ->
 tracker -> zones/lines/snapshots -> report); one inference thread serves all cameras round-robin
 (pipeline.scheduler), and one MQTT publisher thread carries every camera's messages, so network
-trouble costs no frame loop anything and one camera's trouble costs the others nothing.
+trouble costs no frame loop anything and one camera's trouble costs the others nothing. With
+``http.enabled`` an HTTP server (pipeline.web, its own thread) shows the cameras to an operator.
 ``squeezedet-edge --config edge.yaml`` runs until SIGTERM or SIGINT (finish the frames, end open
 tracks, publish ``offline``, flush, exit 0), or until every camera has finished (``run.max_frames``
 frames each, or the end of a non-looping file with ``run.stop_at_end``).
@@ -50,6 +51,7 @@ class Daemon:
         self._last_heartbeat = float("-inf")
         self._last_stats = time.monotonic()
         self.publisher: MqttPublisher | None = None
+        self.http = None  #: pipeline.web.HttpServer while running with http.enabled
         names = list(cfg.cameras)
         prefix = cfg.mqtt.prefix
         if cfg.mqtt.enabled:
@@ -125,6 +127,11 @@ class Daemon:
             worker.start()
         self.watcher.start()
         try:
+            if self.cfg.http.enabled:  # after the cameras: the page has something to show from the start
+                from pipeline.web import HttpServer
+
+                self.http = HttpServer(self, self.cfg.http)
+                self.http.start()
             while not self._stop.is_set():
                 if all(w.finished.is_set() for w in self.cameras.values()):
                     break
@@ -195,6 +202,8 @@ class Daemon:
         if not self._stop.is_set():
             reasons = {w.reason for w in self.cameras.values()}
             reason = reasons.pop() if len(reasons) == 1 else "every camera finished"
+        if self.http is not None:  # first: viewers' streams end, /healthz stops answering
+            self.http.stop()
         for worker in self.cameras.values():
             worker.stop()
         for worker in self.cameras.values():
@@ -316,13 +325,22 @@ def check_config(cfg: EdgeConfig, path: str) -> str:
             probe.open()
             probe.stop()
     mqtt = f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.enabled else "disabled"
+    http = ""
+    if cfg.http.enabled:
+        http = f" http={cfg.http.bind}:{cfg.http.port} auth={'token' if cfg.http.token else 'none'}"
     return (f"{path}: OK (camera={','.join(cfg.cameras)} source={','.join(kinds)} model={det.model_id} "
-            f"input={det.meta.input_width}x{det.meta.input_height} classes={','.join(det.class_names)} mqtt={mqtt})")
+            f"input={det.meta.input_width}x{det.meta.input_height} classes={','.join(det.class_names)} mqtt={mqtt}"
+            f"{http})")
 
 
 def healthcheck(cfg: EdgeConfig, path: str) -> tuple[bool, str]:
-    """Healthy when run.health_file was written within run.health_max_age_s (for Docker/systemd); the
+    """With http.enabled: the running daemon's /healthz (every camera's last frame within
+    http.health_max_age_s). Otherwise: run.health_file was written within run.health_max_age_s; the
     message names cameras whose last frame is older (they are reconnecting: a restart would not help)."""
+    if cfg.http.enabled:
+        from pipeline.web.probe import probe_healthz
+
+        return probe_healthz(cfg.http)
     hf = cfg.run.health_file
     if not hf:
         return False, f"{path}: run.health_file is not set, nothing to check"
@@ -355,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="edge YAML config (see configs/edge*.yaml)")
     p.add_argument("--check-config", action="store_true", help="validate config, model and file source, then exit")
     p.add_argument("--healthcheck", action="store_true",
-                   help="exit 0 if run.health_file shows a frame within run.health_max_age_s, else 1")
+                   help="exit 0 if the daemon's /healthz answers 200 (http.enabled) or run.health_file shows a "
+                        "frame within run.health_max_age_s, else 1")
     p.add_argument("--max-frames", type=_positive_int, default=None, help="override run.max_frames")
     p.add_argument("--log-format", choices=("kv", "json"), default=None, help="override logging.format")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None)
@@ -385,6 +404,9 @@ def main(argv=None) -> int:
             signal.signal(sig, lambda signum, frame: daemon.stop())
     try:
         return daemon.run()
+    except SqueezeDetError as exc:  # e.g. http.port already taken: the cameras were stopped cleanly
+        print(f"squeezedet-edge: error: {exc}", file=sys.stderr)
+        return 2
     except Exception:
         log.exception("daemon crashed")
         return 1

@@ -27,6 +27,7 @@ matter how long the broker is down, and ``publish()`` costs the caller a deque a
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -162,9 +163,12 @@ class MqttPublisher:
         self.dropped = 0  #: stream messages discarded because the queue was full
         self.high_water = 0  #: largest queue length seen
         self.connected = False
-        self._queue: deque[_Message] = deque()
+        #: Stream messages and dirty state topics carry a sequence number: a state change never overtakes
+        #: stream messages queued before it (a track's END event reaches subscribers before "offline").
+        self._seq = itertools.count()
+        self._queue: deque[tuple[int, _Message]] = deque()
         self._state: dict[str, _Message] = {}
-        self._dirty: dict[str, None] = {}  # ordered set of state topics to (re)send
+        self._dirty: dict[str, int] = {}  # state topics to (re)send -> sequence number (-1: before all)
         self._inflight: dict[int, _Message] = {}
         self._early_acks: set[int] = set()  # acks that beat the bookkeeping after publish()
         self._cond = threading.Condition()
@@ -209,7 +213,7 @@ class MqttPublisher:
             if len(self._queue) >= self.cfg.queue_size:
                 self._queue.popleft()
                 self.dropped += 1
-            self._queue.append(msg)
+            self._queue.append((next(self._seq), msg))
             self.high_water = max(self.high_water, len(self._queue))
             self._cond.notify_all()
 
@@ -220,7 +224,8 @@ class MqttPublisher:
             if self._state.get(topic) == msg:
                 return
             self._state[topic] = msg
-            self._dirty[topic] = None
+            self._dirty.pop(topic, None)  # a newer value takes the newer place in the order
+            self._dirty[topic] = next(self._seq)
             self._cond.notify_all()
 
     def resend_state(self, first: str = "") -> None:
@@ -230,7 +235,7 @@ class MqttPublisher:
             topics = sorted(self._state, key=lambda t: not (first and t.startswith(first)))
             self._dirty.clear()
             for topic in topics:
-                self._dirty[topic] = None
+                self._dirty[topic] = -1
             self._cond.notify_all()
 
     @property
@@ -266,12 +271,12 @@ class MqttPublisher:
                     self._cond.wait(0.5)
                 if self._stop:
                     return
-                if self._dirty:
-                    topic = next(iter(self._dirty))
+                topic = min(self._dirty, key=self._dirty.__getitem__) if self._dirty else None
+                if topic is not None and (not self._queue or self._dirty[topic] < self._queue[0][0]):
                     del self._dirty[topic]
                     msg = self._state[topic]
                 else:
-                    msg = self._queue.popleft()
+                    msg = self._queue.popleft()[1]
             self._send(msg)
 
     def _send(self, msg: _Message) -> None:
@@ -299,8 +304,8 @@ class MqttPublisher:
         with self._cond:
             self.connected = True
             self._fail_logged = False
-            for topic in self._state:
-                self._dirty[topic] = None
+            for topic in self._state:  # a reconnected broker relearns the state before the backlog
+                self._dirty[topic] = -1
             self._cond.notify_all()
         for topic in (*self._command_topics, *self._subscriptions):
             client.subscribe(topic, qos=1)

@@ -54,6 +54,10 @@ ensure_openssl() {  # the TLS broker test makes a throw-away CA with it
   command -v openssl >/dev/null 2>&1 || apt_install openssl
 }
 
+ensure_chromium() {  # the browser test of the daemon's web page (headless, Debian's package)
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || apt_install chromium
+}
+
 mosquitto_bin() {
   command -v mosquitto 2>/dev/null || echo /usr/sbin/mosquitto
 }

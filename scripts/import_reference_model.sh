@@ -40,5 +40,5 @@ rm -f assets/models/export_report.json
 "$SD" export --weights "$RUN/small_float32/model.weights.h5" --quantize int8 --calib-data "$DATA" \
   --calib-split train.txt --calib-images 75 --check-data "$DATA" --check-split val.txt \
   --output assets/models/squeezedet_kitti_int8.tflite
-"$VENV/bin/python" scripts/model_card_table.py "$RUN"
+"$VENV/bin/python" scripts/model_card_table.py "$RUN" --write MODEL_CARD.md
 log "bundled assets/models/squeezedet_kitti_int8.tflite; metrics under $RUN"

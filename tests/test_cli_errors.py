@@ -1,5 +1,7 @@
 """Bad input -> one line on stderr naming the file/line/key, exit code 2, nothing half-written."""
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import yaml
 from conftest import REPO, SAMPLE_ROOT, make_sample_subset
 
 from squeezedet.cli import main
+from squeezedet.errors import ModelFileError
 
 
 def _one_line_error(capsys):
@@ -163,3 +166,21 @@ def test_bad_sidecar_fields_are_model_file_errors(tmp_path):
         (tmp_path / "m.json").write_text(json.dumps({**good, key: value}))
         with pytest.raises(ModelFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
             read_metadata(model)
+
+
+def test_sidecar_geometry_must_be_consistent(tmp_path):
+    from squeezedet.core.metadata import read_metadata
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"x")
+    base = {"format": "squeezedet-tflite/1", "class_names": ["car"], "input_width": 1242, "input_height": 375,
+            "anchor_shapes": [[36, 37]], "padding": "valid"}
+    for extra, message in (
+        ({"grid_width": 78, "grid_height": 24}, "grid 78x24 does not follow from input 1242x375 with valid padding (76x22)"),
+        ({"grid_width": 76}, "grid_width and grid_height are given together or not at all"),
+    ):
+        (tmp_path / "m.json").write_text(json.dumps({**base, **extra}))
+        with pytest.raises(ModelFileError, match=re.escape(message)):
+            read_metadata(model, verify_hash=False)
+    (tmp_path / "m.json").write_text(json.dumps(base))  # an old-style sidecar without grid: derived with its padding
+    assert read_metadata(model, verify_hash=False).grid_size == (76, 22)

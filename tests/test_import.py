@@ -190,12 +190,15 @@ def test_not_squeezedet_sources_fail_with_one_line_and_write_nothing(tf1_sources
     junk.write_bytes(b"\x00\xff not a protobuf \xff" * 10)
     out = tmp_path / "out"
     cases = [
-        (pb, "not a SqueezeDet graph: no constant conv1/biases"),
-        (junk, "not a TensorFlow GraphDef"),
-        (tmp_path / "missing.pb", "missing.pb: not found"),
+        (pb, [], "not a SqueezeDet graph: no constant conv1/biases"),
+        (junk, [], "not a TensorFlow GraphDef"),
+        (tmp_path / "missing.pb", [], "missing.pb: not found"),
+        (tmp_path, ["--format", "tf1-graph"], "a TF1 graph is one .pb file, this is not a file"),
+        (tmp_path, [], "holds neither <layer>_W.bin files nor a TF checkpoint"),
+        (tf1_sources["pb"], ["--output", str(pb)], "--output must be a folder, this is a file"),
     ]
-    for path, message in cases:
-        assert main(["import", str(path), "--output", str(out), "--check-images", str(CHECK_IMAGES)]) == 2
+    for path, extra, message in cases:
+        assert main(["import", str(path), "--output", str(out), "--check-images", str(CHECK_IMAGES), *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     # a real graph with the wrong class count: conv12 has 2 x (3 + 5) outputs

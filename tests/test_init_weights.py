@@ -74,3 +74,19 @@ def test_freeze_patterns_take_layers_out_of_training(tmp_path):
     assert not model.get_layer("fire2_expand3x3").trainable and model.get_layer("fire3_squeeze1x1").trainable
     with pytest.raises(ConfigError, match="train.freeze: 'fire99_\\*' matches no layer"):
         apply_freeze(model, ["fire99_*"])
+
+
+def test_pruning_leaves_frozen_layers_dense():
+    import keras
+
+    from squeezedet.train.pruning import MagnitudePruning
+
+    cfg = Config.model_validate({"model": {"input_width": 96, "input_height": 64}})
+    model = build_model(cfg.model)
+    apply_freeze(model, ["fire2_*"])
+    model.compile(optimizer=keras.optimizers.SGD())
+    pruning = MagnitudePruning(0.5)
+    pruning.set_model(model)
+    pruning.on_train_begin()
+    assert "fire2_expand3x3" not in pruning.masks and "conv1" not in pruning.masks
+    assert "fire3_expand3x3" in pruning.masks and "convdet" in pruning.masks

@@ -414,3 +414,29 @@ def test_reload_command_swaps_the_model_and_a_bad_file_is_rejected(broker, tmp_p
         daemon.stop()
         sender.close()
         collector.close()
+
+
+@pytest.mark.broker
+def test_state_never_overtakes_stream_messages_queued_before_it(broker):
+    """'offline' set after the last events must reach subscribers after them (a consumer that sees the
+    camera go offline has seen every track end); state set before a backlog still goes first on reconnect."""
+    collector = Collector(broker.port, ["order/#"])
+    pub = MqttPublisher(MqttConfig(host="127.0.0.1", port=broker.port, max_inflight=1, flush_timeout_s=5),
+                        "pub-order", "order/availability")
+    pub.start()
+    try:
+        assert collector.wait_for(lambda: pub.connected, 10)
+        pub.set_state("order/availability", "online")
+        assert collector.wait_for(lambda: collector.last("order/availability") == "online", 10)
+        for i in range(300):
+            pub.publish("order/events", {"i": i})
+        pub.set_state("order/availability", "offline")
+        pub.close()
+        assert collector.wait_for(lambda: collector.last("order/availability") == "offline", 10)
+        order = [(t, p) for t, p, _ in collector.messages if t.startswith("order/")]
+        events = [i for i, (t, _) in enumerate(order) if t == "order/events"]
+        assert len(events) == 300
+        assert order.index(("order/availability", b"offline")) > events[-1]
+        assert order.index(("order/availability", b"online")) < events[0]
+    finally:
+        collector.close()

@@ -30,9 +30,8 @@ def small_float(tmp_path_factory):
     from squeezedet.importers import import_model, read_source
 
     source = read_source(REFERENCE / "forge_small_float32")
-    like = read_source(REFERENCE / "quant_small_sqdt.pb")
-    source.geometry.update({k: v for k, v in like.geometry.items() if k not in source.geometry})
-    source.run, source.run_8bit = like.run, like.run_8bit
+    source.inherit(read_source(REFERENCE / "quant_small_sqdt.pb"))  # what `import --like` does
+    assert source.run is not None and source.geometry["input_width"] == 960
     out = tmp_path_factory.mktemp("small_float32")
     result = import_model(source, out, load_config(BASE_CONFIG), {}, _images())
     return result
@@ -115,6 +114,19 @@ def test_fine_tuning_from_the_import_keeps_the_detector(small_float, tmp_path):
         "train.warmup_steps": 4, "train.val_every": 0, "data.cache": False})
     result = train(cfg, tmp_path / "ft", init_weights=small_float.output, verbose=0)
     assert result.steps == 12
+    assert cfg.train.freeze == ["conv1", "fire2_*", "fire3_*"]  # the recipe's frozen stem stays as imported
+
+    from squeezedet.inference import load_weights
+    from squeezedet.model import build_model
+
+    imported, tuned = (build_model(cfg.model, training_dropout=False) for _ in range(2))
+    load_weights(imported, small_float.output / "model.weights.h5")
+    load_weights(tuned, tmp_path / "ft" / "last.weights.h5")
+    for name in ("conv1", "fire2_expand3x3", "fire3_squeeze1x1"):
+        for a, b in zip(imported.get_layer(name).get_weights(), tuned.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(imported.get_layer("fire9_expand3x3").get_weights()[0],
+                              tuned.get_layer("fire9_expand3x3").get_weights()[0])
     before, after = tmp_path / "before", tmp_path / "after"
     save_config(cfg, tmp_path / "ft" / "config.yaml")
     for weights, out in ((small_float.output / "model.weights.h5", before), (tmp_path / "ft" / "last.weights.h5", after)):

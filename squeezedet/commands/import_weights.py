@@ -65,13 +65,7 @@ def run(args) -> int:
     images = [read_image_rgb(p) for p in list_images(args.check_images, None, "--check-images")[: args.check_count]]
     source = read_source(args.source, args.format)
     if args.like:
-        like = read_source(args.like, "tf1-graph")
-        inherited = {k: v for k, v in like.geometry.items() if k not in source.geometry and k != "anchors"}
-        source.geometry.update(inherited)
-        if "anchors" in like.geometry:
-            source.geometry.setdefault("anchors", like.geometry["anchors"])
-        if source.run is None:  # the like-graph is the executable source: held to it by correlation
-            source.run, source.run_8bit = like.run, like.run_8bit
+        source.inherit(read_source(args.like, "tf1-graph"))
     elif "input_width" not in source.geometry and not args.config and not width:
         raise ConfigError(f"{source.path}: a {source.format} stores no input size or padding: pass --like GRAPH, "
                           "--config, or --input-size WxH with --padding")
@@ -84,5 +78,6 @@ def run(args) -> int:
           f"grid {m.grid_size[0]}x{m.grid_size[1]}x{m.num_anchors}, {m.convdet_kernel}x{m.convdet_kernel} ConvDet, "
           f"classes {','.join(m.classes)}; max |raw deviation| {result.report['max_abs_dev_reference']:.2e}"
           + (f" (vs the source graph {result.report['max_abs_dev_source']:.2e}, correlation "
-             f"{result.report['correlation_source']:.4f})" if "max_abs_dev_source" in result.report else ""))
+             f"{result.report['correlation_source']:.4f})" if "max_abs_dev_source" in result.report
+             else f"; not compared with the source ({source.format} cannot be run; --like GRAPH compares)"))
     return 0

@@ -73,7 +73,12 @@ class ModelMetadata:
         """(grid_width, grid_height) of the raw output tensor."""
         if self.grid_width and self.grid_height:
             return (self.grid_width, self.grid_height)
-        return grid_size(self.input_width, self.input_height)
+        return self.expected_grid()
+
+    def expected_grid(self) -> tuple[int, int]:
+        """The grid the input size and padding give (conv1 is 7x7 in SqueezeDet+)."""
+        conv1 = 7 if self.architecture == "squeezedet_plus" else 3
+        return grid_size(self.input_width, self.input_height, self.padding, conv1)
 
     def anchors(self) -> np.ndarray:
         return anchor_grid(self.input_width, self.input_height, self.anchor_shapes, self.grid_size)
@@ -123,6 +128,15 @@ def _check_fields(meta: ModelMetadata, side: Path) -> None:
             bad(key, f"must be a non-negative integer, got {value!r}")
     if meta.padding not in ("same", "valid"):
         bad("padding", f"must be 'same' or 'valid', got {meta.padding!r}")
+    if bool(meta.grid_width) != bool(meta.grid_height):
+        bad("grid_width", "grid_width and grid_height are given together or not at all")
+    try:
+        expected = meta.expected_grid()
+    except ValueError as exc:
+        bad("input_width", str(exc))
+    if meta.grid_width and (meta.grid_width, meta.grid_height) != expected:
+        bad("grid_width", f"grid {meta.grid_width}x{meta.grid_height} does not follow from input "
+                          f"{meta.input_width}x{meta.input_height} with {meta.padding} padding ({expected[0]}x{expected[1]})")
     shapes = np.asarray(meta.anchor_shapes, dtype=object)
     if shapes.ndim != 2 or shapes.shape[1] != 2 or not len(shapes) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in shapes.ravel()

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from squeezedet.config import Config, save_config
-from squeezedet.core.anchors import scale_anchor_shapes
 from squeezedet.core.io import atomic_path, atomic_write_json
 from squeezedet.core.metadata import file_sha256
 from squeezedet.core.preprocess import resize_for_model
@@ -51,10 +50,17 @@ def resolve_config(source: SourceWeights, base: Config, overrides: dict) -> Conf
     model = base.model.model_dump()
     model.update({k: v for k, v in source.geometry.items() if k != "anchors"})
     model.update({k: v for k, v in overrides.items() if v is not None})
-    if "anchor_shapes" not in source.geometry and (model["input_width"], model["input_height"]) != base.model.input_size:
-        # anchors designed for the base input size keep their share of the frame at the new one
-        model["anchor_shapes"] = [tuple(map(float, a)) for a in scale_anchor_shapes(
-            base.model.anchor_shapes, base.model.input_size, (model["input_width"], model["input_height"]))]
+    stated = {k: v for k, v in source.geometry.items() if k != "anchors"}
+    changed = [k for k, v in stated.items() if k in base.model.model_fields_set and getattr(base.model, k) != v]
+    if changed:
+        log.info("the source's own geometry replaces the config's: %s",
+                 ", ".join(f"{k} {getattr(base.model, k)} -> {stated[k]}" for k in changed if k != "anchor_shapes")
+                 or "anchor_shapes")
+    if "anchor_shapes" not in source.geometry:
+        # a checkpoint or raw set stores no anchors: the config's are used as written (the original used its
+        # shapes unscaled at 1242x375 and 1248x384, its mobile variant scaled them: no rule fits every source)
+        log.info("anchors from the config (the source stores none): %s",
+                 ", ".join(f"{w:g}x{h:g}" for w, h in model["anchor_shapes"]))
     model["architecture"], model["pretrained_backbone"] = "squeezedet", None
     data = base.model_dump()
     data["model"] = model
@@ -129,7 +135,10 @@ def fidelity(source: SourceWeights, cfg: Config, model, images_rgb: list[np.ndar
     ref = reference_forward(source.params, cfg.model.padding, bgr)
     report = {"images": len(batch), "output_shape": list(ours.shape[1:]),
               "max_abs_dev_reference": float(np.max(np.abs(ours - ref)))}
-    if source.run is not None:
+    if source.run is None:
+        report["source_check"] = (f"none: a {source.format} cannot be run, so only the weight mapping is checked "
+                                  "(give --like GRAPH to compare with a graph of the same model)")
+    else:
         theirs = source.run(bgr)
         if theirs.shape != ours.shape:
             raise ModelFileError(f"{source.path}: the source outputs {list(theirs.shape[1:])}, the import "
@@ -161,6 +170,8 @@ def import_model(source: SourceWeights, output, base: Config, overrides: dict,
     """Build, check on ``images_rgb`` (at least one), then write weights, config and report atomically."""
     if not images_rgb:
         raise ModelFileError("the fidelity check needs at least one image (pass --check-images)")
+    if Path(output).exists() and not Path(output).is_dir():
+        raise ModelFileError(f"{output}: --output must be a folder, this is a file")
     cfg = resolve_config(source, base, overrides)
     model = build_keras(source, cfg)
     report = fidelity(source, cfg, model, images_rgb)

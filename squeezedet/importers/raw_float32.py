@@ -44,6 +44,8 @@ def _read(path: Path) -> np.ndarray:
 
 
 def read_raw_float32(folder: Path) -> SourceWeights:
+    if not folder.is_dir():
+        raise ModelFileError(f"{folder}: a raw-float32 set is a folder of <layer>_W.bin/_b.bin files")
     params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     missing = [n for n in ORIGINAL_LAYERS if not (folder / f"{n.replace('/', '_')}_W.bin").is_file()
                or not (folder / f"{n.replace('/', '_')}_b.bin").is_file()]
@@ -61,5 +63,7 @@ def read_raw_float32(folder: Path) -> SourceWeights:
                                  f"{out_ch} outputs x {in_ch} inputs")
         kernel = flat.reshape(out_ch, k, k, in_ch).transpose(1, 2, 3, 0)  # OHWI -> HWIO
         params[name] = (np.ascontiguousarray(kernel), bias)
-    return SourceWeights(path=folder, format="raw-float32", params=params,
-                         geometry={"convdet_kernel": int(params["conv12"][0].shape[0])})
+    source = SourceWeights(path=folder, format="raw-float32", params=params)
+    source.check_complete()
+    source.geometry = {"convdet_kernel": int(params["conv12"][0].shape[0])}
+    return source

@@ -1,8 +1,10 @@
 """An independent forward pass of the original SqueezeDet with raw ``tf.nn`` ops.
 
 Written from the original ``src/nets/squeezeDet.py`` layer list, not from our Keras builder, so comparing
-the two catches a wrong transpose, a swapped layer or a geometry mismatch. Input: BGR minus the ImageNet
-means, float32 [B, H, W, 3], as the original ``imdb`` preprocessing produced.
+the two checks the builder: layer order, fire concatenation, per-layer padding and the weight assignment.
+It runs the same parsed arrays at the same geometry, so it cannot catch a wrong reading of the file or a
+wrong --padding/--input-size: that takes the source's own run (a graph, or ``--like`` one). Input: BGR
+minus the ImageNet means, float32 [B, H, W, 3], as the original ``imdb`` preprocessing produced.
 """
 
 from __future__ import annotations

@@ -32,6 +32,14 @@ class SourceWeights:
     run: Callable[[np.ndarray], np.ndarray] | None = None
     run_8bit: bool = False  #: ``run`` quantizes its activations (compared by correlation, not 1e-3)
 
+    def inherit(self, like: SourceWeights) -> None:
+        """Take the geometry this source lacks from ``like`` (a graph of the same model, e.g. the 8-bit
+        graph of a float parameter set), and, when this source cannot run, hold it to ``like``'s run."""
+        for key, value in like.geometry.items():
+            self.geometry.setdefault(key, value)
+        if self.run is None:
+            self.run, self.run_8bit = like.run, like.run_8bit
+
     def check_complete(self) -> None:
         missing = [n for n in ORIGINAL_LAYERS if n not in self.params]
         if missing:
@@ -73,6 +81,4 @@ def read_source(path, fmt: str = "auto") -> SourceWeights:
         from squeezedet.importers.raw_float32 import read_raw_float32 as reader
     else:
         raise ModelFileError(f"{path}: unknown format {fmt!r} (choose from auto, {', '.join(FORMATS)})")
-    source = reader(path)
-    source.check_complete()
-    return source
+    return reader(path)

@@ -48,5 +48,7 @@ def read_tf1_checkpoint(path: Path) -> SourceWeights:
     if missing:
         raise ModelFileError(f"{path}: not a SqueezeDet checkpoint: no variable {missing[0]}"
                              + (f" (+{len(missing) - 1} more missing)" if len(missing) > 1 else ""))
-    geometry = {"convdet_kernel": int(params["conv12"][0].shape[0])}
-    return SourceWeights(path=Path(prefix), format="tf1-checkpoint", params=params, geometry=geometry)
+    source = SourceWeights(path=Path(prefix), format="tf1-checkpoint", params=params)
+    source.check_complete()
+    source.geometry = {"convdet_kernel": int(params["conv12"][0].shape[0])}
+    return source

@@ -36,10 +36,17 @@ def dequantize_min_first(q: np.ndarray, lo: float, hi: float) -> np.ndarray:
                                       mode="MIN_FIRST").numpy().astype(np.float32)
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _parse(path: Path):
     import tensorflow as tf
     from google.protobuf.message import DecodeError
 
+    if not path.is_file():
+        raise ModelFileError(f"{path}: a TF1 graph is one .pb file, this is not a file")
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(path.read_bytes())
@@ -116,13 +123,19 @@ def _runner(graph_def, path: Path):
     if len(placeholders) != 1:
         raise ModelFileError(f"{path}: expected one input placeholder, found {len(placeholders)}")
     graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
+    try:
+        with graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+    except (ValueError, tf.errors.OpError) as exc:
+        raise ModelFileError(f"{path}: TensorFlow cannot load this graph ({_first_line(exc)})") from None
     session = tf.compat.v1.Session(graph=graph)
     feed, fetch = f"{placeholders[0]}:0", f"{OUTPUT_NODE}:0"
 
     def run(images_bgr: np.ndarray) -> np.ndarray:
-        return np.concatenate([session.run(fetch, {feed: img[None]}) for img in images_bgr])
+        try:
+            return np.concatenate([session.run(fetch, {feed: img[None]}) for img in images_bgr])
+        except (ValueError, tf.errors.OpError) as exc:
+            raise ModelFileError(f"{path}: running the graph failed ({_first_line(exc)})") from None
 
     return run
 
@@ -144,6 +157,8 @@ def read_tf1_graph(path: Path) -> SourceWeights:
                              + (f" (+{len(missing) - 1} more missing)" if len(missing) > 1 else ""))
     if OUTPUT_NODE not in nodes:
         raise ModelFileError(f"{path}: not a SqueezeDet graph: no {OUTPUT_NODE} node (the ConvDet output)")
-    return SourceWeights(path=path, format="tf1-graph", params=params, quantized=quantized,
-                         geometry=_geometry(graph_def, nodes, params, path), run=_runner(graph_def, path),
-                         run_8bit=quantized)
+    source = SourceWeights(path=path, format="tf1-graph", params=params, quantized=quantized,
+                           run=_runner(graph_def, path), run_8bit=quantized)
+    source.check_complete()
+    source.geometry = _geometry(graph_def, nodes, params, path)
+    return source

@@ -70,7 +70,9 @@ class MagnitudePruning(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         target = getattr(self.model, "student", self.model)
-        self._layers = {conv.name: conv for conv in _conv_layers(target) if conv.name not in self.keep_dense}
+        # frozen layers (train.freeze) stay as loaded: pruning them would change what the user fixed
+        self._layers = {conv.name: conv for conv in _conv_layers(target)
+                        if conv.name not in self.keep_dense and conv.trainable}
         # Existing zeros count as pruned, so a run resumed from a pruned checkpoint keeps its masks.
         self.masks = {name: keras.ops.convert_to_numpy(conv.kernel) != 0 for name, conv in self._layers.items()}
         self._multipliers = {name: m.astype(np.float32) for name, m in self.masks.items()}
