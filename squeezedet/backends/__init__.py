@@ -68,15 +68,18 @@ def resolve_backend(model_path, backend: str = "auto") -> str:
     return backend
 
 
-def load_backend(model_path, backend: str = "auto", options: BackendOptions | None = None, meta=None) -> Backend:
-    """A loaded, shape-checked back end for ``model_path`` (its sidecar metadata is read unless given)."""
-    from squeezedet.core.metadata import read_metadata
+def load_backend(model_path, backend: str = "auto", options: BackendOptions | None = None, meta=None,
+                 require_metadata: bool = True) -> Backend:
+    """A loaded back end for ``model_path`` (its sidecar metadata is read unless given; without
+    ``require_metadata`` a missing sidecar is allowed, e.g. to time a bare file)."""
+    from squeezedet.core.metadata import read_metadata, sidecar_path
 
     path = Path(model_path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     name = resolve_backend(path, backend)
-    meta = meta if meta is not None else read_metadata(path)
+    if meta is None and (require_metadata or sidecar_path(path).is_file()):
+        meta = read_metadata(path)
     module, cls = REGISTRY[name][:2]
     backend_cls = getattr(importlib.import_module(module), cls)
     return backend_cls(path, meta, options or BackendOptions())

@@ -29,7 +29,7 @@ class OpenVINOBackend(Backend):
             config["INFERENCE_NUM_THREADS"] = int(options.num_threads)
         try:
             model = core.read_model(str(path))
-            if model.inputs[0].get_partial_shape().is_dynamic:  # e.g. an ONNX file with a free batch size
+            if meta is not None and model.inputs[0].get_partial_shape().is_dynamic:  # e.g. ONNX with a free batch
                 model.reshape({model.inputs[0]: ov.PartialShape([1, meta.input_height, meta.input_width, 3])})
             self.compiled = core.compile_model(model, device, config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line reports

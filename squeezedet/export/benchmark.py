@@ -103,12 +103,15 @@ def model_row(backend, threads: int) -> dict:
     """The descriptive part of a result row for a loaded back end (timings are added by the caller)."""
     from squeezedet.export.exporter import model_bytes
 
+    from squeezedet.core.metadata import MODEL_FORMATS
+
     path, meta = backend.path, backend.meta
     files = [path] + ([path.with_suffix(".bin")] if path.suffix == ".xml" else [])
     counts = tflite_counts(path) if path.suffix == ".tflite" else {"params": None, "macs": None}
+    fmt = f"{meta.model_format} {meta.quantization}" if meta is not None else f"{MODEL_FORMATS[path.suffix]} ?"
     return {
         "model": path.name,
-        "format": f"{meta.model_format} {meta.quantization}",
+        "format": fmt,
         "backend": backend.name,
         "runtime": backend.describe(),
         "threads": threads,
@@ -125,7 +128,7 @@ def bench_model(path, threads: int, runs: int = 50, warmup: int = 5, backend: st
     from squeezedet.backends import BackendOptions, load_backend
 
     options = replace(options or BackendOptions(), num_threads=threads)
-    engine = load_backend(path, backend, options)
+    engine = load_backend(path, backend, options, require_metadata=False)
     x = _frame(engine.input_shape)
     times = time_calls(lambda: engine(x), runs, warmup)
     return {**model_row(engine, threads), **_summary(times)}
