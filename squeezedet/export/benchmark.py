@@ -101,9 +101,8 @@ def bench_tflite(path, threads: int, runs: int = 50, warmup: int = 5) -> dict:
 
 def model_row(backend, threads: int) -> dict:
     """The descriptive part of a result row for a loaded back end (timings are added by the caller)."""
-    from squeezedet.export.exporter import model_bytes
-
     from squeezedet.core.metadata import MODEL_FORMATS
+    from squeezedet.export.exporter import model_bytes
 
     path, meta = backend.path, backend.meta
     files = [path] + ([path.with_suffix(".bin")] if path.suffix == ".xml" else [])
