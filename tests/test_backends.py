@@ -170,7 +170,7 @@ def test_raw_outputs_match_keras(exports, tiny_trained, sample_root, fmt, quant,
 @pytest.mark.parametrize("fmt, min_agreement, min_iou", [
     # Measured on this overfitted model (|logits| up to ~300, calibrated on 8 images): ONNX Runtime u8u8
     # 17/23 (worst IoU 0.69), OpenVINO/NNCF 19/23 (0.80), TFLite 21/23 (0.87, tests/test_export.py). On the
-    # real KITTI model all three keep Car moderate AP within 0.1 point of fp32 (benchmarks/export_compare.py).
+    # real KITTI model all three keep Car moderate AP within 0.5 point of fp32 (benchmarks/export_compare.py).
     ("onnx", 0.7, 0.6),
     ("openvino", 0.8, 0.75),
 ])
