@@ -45,6 +45,11 @@ class Backend:
     def output_shape(self) -> tuple[int, ...]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    @property
+    def input_dtype(self) -> np.dtype:
+        """The model input's element type (uint8 for every export of this project)."""
+        return np.dtype(np.uint8)
+
     def describe(self) -> str:
         """Engine, version and device, for logs and stats (e.g. ``openvino 2026.4.1 CPU``)."""
         return self.name

@@ -23,6 +23,10 @@ class LiteRTBackend(Backend):
     def output_shape(self):
         return tuple(int(v) for v in self.model.output["shape"])
 
+    @property
+    def input_dtype(self):
+        return np.dtype(self.model.input_dtype)
+
     def describe(self) -> str:
         return runtime_name()
 

@@ -18,6 +18,8 @@ from squeezedet.errors import ConfigError, ModelFileError
 
 log = logging.getLogger(__name__)
 
+ONNX_TYPES = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(float)": np.float32,
+              "tensor(float16)": np.float16}
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
@@ -78,6 +80,10 @@ class OnnxRuntimeBackend(Backend):
     @property
     def output_shape(self):
         return tuple(d if isinstance(d, int) else -1 for d in self._output.shape)
+
+    @property
+    def input_dtype(self):
+        return np.dtype(ONNX_TYPES[self._input.type])
 
     def describe(self) -> str:
         used = ",".join(p.replace("ExecutionProvider", "") for p in self.session.get_providers())

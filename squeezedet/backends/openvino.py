@@ -46,6 +46,10 @@ class OpenVINOBackend(Backend):
     def output_shape(self):
         return tuple(int(d) for d in self.compiled.output(0).get_partial_shape().to_shape())
 
+    @property
+    def input_dtype(self):
+        return np.dtype(self.compiled.input(0).get_element_type().to_dtype())
+
     def describe(self) -> str:
         return f"openvino {self._version} {self.device}"
 
