@@ -12,6 +12,7 @@ Local consumers (the HTTP server) read a camera through ``latest()``, ``stats()`
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -133,33 +134,81 @@ class CameraWorker:
 
     # -- frame loop --------------------------------------------------------------------------------
     def _loop(self) -> None:
+        """Pipelined: frame N+1 goes to the detector before frame N is tracked and reported, so the detector
+        never waits for this thread's bookkeeping (one frame in flight per camera)."""
         max_frames = self.run_cfg.max_frames
+        pipelined = self.pipelined()
+        pending = None  # (frame, request) in the detector, not yet processed
         try:
             while not self._stop.is_set():
+                if max_frames and self.frames + (pending is not None) >= max_frames:
+                    break
                 frame = self.source.get(timeout=0.5)
                 if frame is None:
+                    if pending is not None:  # nothing new yet: finish the frame in flight now
+                        self._complete(*pending)
+                        pending = None
                     if self.source.ended and self.run_cfg.stop_at_end:
                         self.reason = "end of input"
                         break
                     continue
-                self._last_index, self._last_size = frame.index, (frame.image.shape[1], frame.image.shape[0])
+                previous = self._collect(pending)
                 try:
-                    self._process(frame)
-                except Exception:  # one bad frame must not take the camera (or the others) down
-                    self.errors += 1
-                    log.exception("frame failed", extra={"fields": {"camera": self.name, "frame": frame.index}})
-                self.frames += 1
-                self.last_frame_time = time.time()
-                if max_frames and self.frames >= max_frames:
-                    self.reason = "max_frames reached"
-                    break
+                    request = self.shared.submit(self.name, frame.image)
+                except Exception as exc:  # noqa: BLE001 - e.g. a frame the resize rejects: counted in _finish
+                    request = exc
+                if pending is not None:
+                    self._finish(pending[0], previous)
+                pending = (frame, request)
+                if not pipelined:
+                    self._complete(*pending)
+                    pending = None
             else:
                 self.reason = "stopped"
+            if pending is not None:
+                self._complete(*pending)
+            if max_frames and self.frames >= max_frames:
+                self.reason = "max_frames reached"
         finally:
             self.finished.set()
 
-    def _process(self, frame) -> None:
-        result = self.shared.detect(self.name, frame.image)
+    def pipelined(self) -> bool:
+        """run.pipeline, with auto = on when the model's inference threads leave at least one core free."""
+        mode = getattr(self.run_cfg, "pipeline", "auto")
+        if mode != "auto":
+            return mode == "on"
+        threads = getattr(getattr(self.shared.detector, "model", None), "options", None)
+        threads = getattr(threads, "num_threads", None) or os.cpu_count() or 1
+        return threads < (os.cpu_count() or 1)
+
+    def _collect(self, pending):
+        """Wait for the frame in flight: its Result, or the exception the detector raised for it."""
+        if pending is None:
+            return None
+        if isinstance(pending[1], BaseException):  # failed before it reached the detector
+            return pending[1]
+        try:
+            return self.shared.wait(pending[1])
+        except Exception as exc:  # noqa: BLE001 - handled (counted, logged) in _finish
+            return exc
+
+    def _complete(self, frame, request) -> None:
+        self._finish(frame, self._collect((frame, request)))
+
+    def _finish(self, frame, result) -> None:
+        """Track and report one detected frame; one bad frame must not take the camera (or the others) down."""
+        self._last_index, self._last_size = frame.index, (frame.image.shape[1], frame.image.shape[0])
+        try:
+            if isinstance(result, BaseException):
+                raise result
+            self._process(frame, result)
+        except Exception:
+            self.errors += 1
+            log.exception("frame failed", extra={"fields": {"camera": self.name, "frame": frame.index}})
+        self.frames += 1
+        self.last_frame_time = time.time()
+
+    def _process(self, frame, result) -> None:
         detector = result.detector
         names = detector.class_names
         if tuple(names) != self._labels:

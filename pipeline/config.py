@@ -60,9 +60,17 @@ class SourceConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    path: str  #: .tflite with its model.json sidecar next to it
-    num_threads: int = Field(4, ge=1)
-    delegate: str | None = None  #: shared library of a TFLite delegate (EdgeTPU, GPU)
+    path: str  #: exported model (.tflite, .onnx or OpenVINO .xml) with its model.json sidecar next to it
+    #: Inference engine (squeezedet.backends): auto picks by file type and what is installed.
+    backend: Literal["auto", "litert", "onnxruntime", "openvino"] = "auto"
+    #: Inference threads; None = one per core, at most 4 (what measured fastest beside the video decoder
+    #: on the 2-core test machine: 2 threads beat 1 end to end, docs/edge.md#throughput).
+    num_threads: int | None = Field(None, ge=1)
+    delegate: str | None = None  #: litert: shared library of a TFLite delegate (EdgeTPU, GPU)
+    device: str = "CPU"  #: openvino: CPU, GPU, NPU or AUTO
+    #: onnxruntime execution providers in order of preference (missing ones are skipped, cpu is always last)
+    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(default_factory=lambda: ["cpu"])
+    cache_dir: str | None = None  #: openvino compiled-model cache / TensorRT engine cache folder
     #: Decode settings; None = the defaults stored in the model's metadata.
     score_threshold: float | None = Field(None, ge=0, le=1)
     nms_threshold: float | None = Field(None, gt=0, le=1)
@@ -249,6 +257,10 @@ class MqttConfig(_Strict):
 class RunConfig(_Strict):
     max_frames: int | None = Field(None, ge=1)  #: stop after this many processed frames
     stop_at_end: bool = True  #: a non-looping file or folder ends the daemon when exhausted
+    #: Hand frame N+1 to the detector while frame N is tracked and reported. auto: only when the model's
+    #: threads leave a core free; with every core inferring, the overlapping resize/decode work stalls the
+    #: interpreter's threads more than it saves (measured: docs/edge.md#throughput).
+    pipeline: Literal["auto", "on", "off"] = "auto"
     output_video: str | None = None  #: annotated debug video, written atomically on exit
     output_fps: float | None = Field(None, gt=0)  #: default: the source's frame rate
     #: Touched after processed frames (at most once a second): `squeezedet-edge --healthcheck` and the

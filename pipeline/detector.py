@@ -1,4 +1,5 @@
-"""The detector: a validated .tflite + its metadata, and the watcher that swaps in a new one live.
+"""The detector: a validated exported model (.tflite, .onnx or OpenVINO .xml) + its metadata, on the back end
+the config names, and the watcher that swaps in a new one live.
 
 A model is only ever used after it has been loaded *and* checked on the side: metadata hash matches,
 input/output shapes agree with the metadata, and a dry run on a blank frame returns a finite tensor.
@@ -9,6 +10,7 @@ so a reload never pauses detection and a rejected file leaves the running model 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,55 +18,58 @@ from pathlib import Path
 
 import numpy as np
 
+from squeezedet.backends import BackendOptions
 from squeezedet.core.metadata import file_sha256, sidecar_path
 from squeezedet.core.postprocess import Detections
-from squeezedet.core.runtime import runtime_name
 from squeezedet.errors import ModelFileError
-from squeezedet.inference import TFLitePredictor
+from squeezedet.inference import ModelPredictor
 
 log = logging.getLogger(__name__)
 
 
-class Detector(TFLitePredictor):
-    """Frame (uint8 RGB, any size) in, Detections in frame pixels out — the TFLite predictor that
+def default_threads() -> int:
+    """Inference threads when the config gives none: one per core, at most 4."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+class Detector(ModelPredictor):
+    """Frame (uint8 RGB, any size) in, Detections in frame pixels out — the predictor that
     `squeezedet predict --model` uses, plus load-time checks and inference timing. One caller only."""
 
     def __init__(self, model_path, num_threads: int | None = None, delegate: str | None = None,
                  score_threshold: float | None = None, nms_threshold: float | None = None,
-                 top_k: int | None = None, max_detections: int | None = None):
+                 top_k: int | None = None, max_detections: int | None = None, backend: str = "auto",
+                 options: BackendOptions | None = None):
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelFileError(f"{self.path}: model file not found")
-        super().__init__(self.path, num_threads, delegate, score_threshold, nms_threshold, top_k, max_detections)
-        self.sha256 = self.meta.tflite_sha256 or file_sha256(self.path)
+        super().__init__(self.path, num_threads, delegate, score_threshold, nms_threshold, top_k, max_detections,
+                         backend=backend, options=options)
+        self.sha256 = self.meta.model_sha256 or file_sha256(self.path)
         self.model_id = self.meta.model_id or self.sha256[:12]
         self.last_inference_ms = 0.0
         self._validate()
 
     @classmethod
     def from_config(cls, cfg) -> Detector:
-        return cls(cfg.path, cfg.num_threads, cfg.delegate, cfg.score_threshold, cfg.nms_threshold,
-                   cfg.top_k, cfg.max_detections)
+        """From the daemon's model config; the back-end keys are optional so older configs still load."""
+        providers = getattr(cfg, "providers", None) or ("cpu",)
+        options = BackendOptions(device=getattr(cfg, "device", None) or "CPU", providers=tuple(providers),
+                                 cache_dir=getattr(cfg, "cache_dir", None))
+        return cls(cfg.path, cfg.num_threads or default_threads(), cfg.delegate, cfg.score_threshold, cfg.nms_threshold,
+                   cfg.top_k, cfg.max_detections, backend=getattr(cfg, "backend", "auto"), options=options)
 
     @property
     def runtime(self) -> str:
-        return runtime_name()
+        """The engine (and device), e.g. ``ai_edge_litert`` or ``openvino 2026.4.1 CPU``."""
+        return self.model.describe()
 
     def _validate(self) -> None:
         meta = self.meta
         if meta.output != "raw_convdet":
             raise ModelFileError(f"{self.path}: unsupported output '{meta.output}' (expected raw_convdet)")
+        self.model.check_shapes()
         want_in = (1, meta.input_height, meta.input_width, 3)
-        if self.model.input_shape != want_in:
-            raise ModelFileError(f"{self.path}: input shape {self.model.input_shape} does not match metadata {want_in}")
-        gw, gh = meta.grid_size
-        want_out = (1, gh, gw, len(meta.anchor_shapes) * (meta.num_classes + 5))
-        got_out = tuple(int(v) for v in self.model.output["shape"])
-        if got_out != want_out:
-            raise ModelFileError(
-                f"{self.path}: output shape {got_out} does not match metadata {want_out} "
-                f"({len(meta.anchor_shapes)} anchors, {meta.num_classes} classes)"
-            )
         try:
             raw = self.model(np.zeros(want_in, dtype=np.uint8))
         except (RuntimeError, ValueError) as exc:

@@ -11,6 +11,10 @@ A request that raises (a frame the model cannot take) fails that camera's frame 
 
 The model is swapped between requests (``swap``): every result says which detector produced it, so a
 camera's frame is always decoded with the class names of the model that saw it.
+
+The inference thread runs the engine and nothing else: each camera's thread resizes its frame to the
+model input when it hands it in and decodes the raw output when it collects it, so with several cameras
+(or one camera pipelining, see CameraWorker) that work overlaps inference instead of queueing behind it.
 """
 
 from __future__ import annotations
@@ -38,9 +42,15 @@ class Result:
 class _Request:
     image: np.ndarray
     ticket: int = 0  # inferences served before this request arrived
+    batch: np.ndarray | None = None  # the model input, resized by the camera thread
+    prepared_for: Detector | None = None  # the detector whose input size ``batch`` has
     queued: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
-    result: Result | None = None
+    raw: np.ndarray | None = None
+    detector: Detector | None = None  # the detector that ran it
+    inference_ms: float = 0.0
+    wait_ms: float = 0.0
+    behind: int = 0
     error: BaseException | None = None
 
 
@@ -78,18 +88,33 @@ class SharedDetector:
 
     def detect(self, camera: str, image: np.ndarray) -> Result:
         """Detections for ``camera``'s frame; blocks while other cameras' frames are served first."""
+        return self.wait(self.submit(camera, image))
+
+    def submit(self, camera: str, image: np.ndarray) -> _Request:
+        """Hand in ``camera``'s frame without waiting (one frame per camera at a time): the camera can
+        post-process its previous frame while the detector runs this one. ``wait()`` collects it."""
+        detector = self.detector
+        batch = detector.prepare(image)  # on the camera's thread, not the detector's
         with self._cond:
-            req = _Request(image, self.total)
+            req = _Request(image, self.total, batch, detector)
             if self._stop:
                 raise RuntimeError("detector stopped")
             if camera in self._pending:
                 raise RuntimeError(f"camera {camera} already has a frame in the detector")
             self._pending[camera] = req
             self._cond.notify_all()
+        return req
+
+    @staticmethod
+    def wait(req: _Request) -> Result:
+        """The result of a submitted frame, decoded on the caller's thread (re-raises what the detector
+        raised for it)."""
         req.done.wait()
         if req.error is not None:
             raise req.error
-        return req.result
+        h, w = req.image.shape[:2]
+        dets = req.detector.decode(req.raw[0], (w, h))
+        return Result(dets, req.detector, req.inference_ms, req.wait_ms, req.behind)
 
     def _take(self) -> tuple[str, _Request] | None:
         with self._cond:
@@ -117,9 +142,10 @@ class SharedDetector:
             with self._cond:
                 behind = self.total - req.ticket
             try:
-                dets = detector.detect(req.image)
-                req.result = Result(dets, detector, detector.last_inference_ms, (started - req.queued) * 1000.0,
-                                    behind)
+                batch = req.batch if req.prepared_for is detector else detector.prepare(req.image)  # swapped
+                req.raw = detector.raw(batch)
+                req.detector, req.inference_ms = detector, detector.last_inference_ms
+                req.wait_ms, req.behind = (started - req.queued) * 1000.0, behind
             except Exception as exc:  # noqa: BLE001 - the camera that sent the frame gets the error
                 req.error = exc
             with self._cond:

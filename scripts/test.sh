@@ -6,7 +6,7 @@ source "$(dirname "$0")/_env.sh"
 ensure_mosquitto
 ensure_openssl
 ensure_chromium
-ensure_venv "train-cpu,edge,dev"
+ensure_venv "train-cpu,edge,dev,onnx,openvino"
 cd "$REPO_ROOT"
 log "running the test suite"
 exec "$PY" -m pytest "$@"

@@ -1,7 +1,8 @@
-"""Predictors: image in, Detections in image pixels out — for Keras weights or a .tflite file.
+"""Predictors: image in, Detections in image pixels out — for Keras weights or an exported model.
 
-Both use the shared preprocessing (resize the full frame) and the one numpy decoder, so `predict`,
-`val` and the edge daemon agree box for box. The TFLite predictor needs no TensorFlow.
+All use the shared preprocessing (resize the full frame) and the one numpy decoder, so `predict`,
+`val` and the edge daemon agree box for box. The exported-model predictor runs any back end
+(:mod:`squeezedet.backends`: LiteRT, ONNX Runtime, OpenVINO) and needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -42,9 +43,13 @@ class Predictor:
             max_detections=self.max_detections,
         )
 
+    def prepare(self, image_rgb: np.ndarray) -> np.ndarray:
+        """A frame (uint8 RGB, any size) as the model's input batch ``[1, H, W, 3]``."""
+        return resize_for_model(image_rgb, self.input_size)[None]
+
     def predict(self, image_rgb: np.ndarray, score_threshold=None) -> Detections:
         h, w = image_rgb.shape[:2]
-        raw = self.raw(resize_for_model(image_rgb, self.input_size)[None])
+        raw = self.raw(self.prepare(image_rgb))
         return self.decode(raw[0], (w, h), score_threshold)
 
     def predict_batch(self, images_rgb, score_threshold=None) -> list[Detections]:
@@ -84,15 +89,18 @@ class KerasPredictor(Predictor):
         ]
 
 
-class TFLitePredictor(Predictor):
-    """A .tflite with its sidecar metadata (no TensorFlow needed); decode settings default to the
-    metadata's, each overridable."""
+class ModelPredictor(Predictor):
+    """An exported model (.tflite, .onnx or OpenVINO .xml) with its sidecar metadata, on any back end
+    (no TensorFlow needed); decode settings default to the metadata's, each overridable."""
 
     def __init__(self, model_path, num_threads: int | None = None, delegate_path: str | None = None,
                  score_threshold: float | None = None, nms_threshold: float | None = None,
-                 top_k: int | None = None, max_detections: int | None = None):
+                 top_k: int | None = None, max_detections: int | None = None, backend: str = "auto",
+                 options=None):
+        from dataclasses import replace
+
+        from squeezedet.backends import BackendOptions, load_backend
         from squeezedet.core.metadata import read_metadata
-        from squeezedet.core.runtime import TFLiteModel
 
         meta = read_metadata(model_path)
         self.meta = meta
@@ -103,10 +111,17 @@ class TFLitePredictor(Predictor):
         self.nms_threshold = meta.nms_threshold if nms_threshold is None else nms_threshold
         self.top_k = top_k or meta.top_k
         self.max_detections = max_detections or meta.max_detections
-        self.model = TFLiteModel(model_path, num_threads=num_threads, delegate_path=delegate_path)
+        options = replace(options or BackendOptions(), **{
+            k: v for k, v in (("num_threads", num_threads), ("delegate", delegate_path)) if v is not None})
+        self.model = load_backend(model_path, backend, options, meta=meta)
+        self.backend = self.model.name
 
     def raw(self, batch):
         return self.model(batch)
+
+
+#: The first exported format's name for the same predictor.
+TFLitePredictor = ModelPredictor
 
 
 def load_weights(model, weights_path) -> None:
@@ -133,10 +148,11 @@ def config_for_weights(weights_path, config_path=None):
     raise ConfigError(f"{weights_path}: no --config given and no config.yaml next to the weights")
 
 
-def load_predictor(weights=None, model=None, config=None, num_threads=None) -> Predictor:
-    """--weights W [--config C] -> KerasPredictor; --model M.tflite -> TFLitePredictor."""
+def load_predictor(weights=None, model=None, config=None, num_threads=None, backend: str = "auto",
+                   options=None) -> Predictor:
+    """--weights W [--config C] -> KerasPredictor; --model M (.tflite/.onnx/.xml) -> ModelPredictor."""
     if bool(weights) == bool(model):
-        raise ConfigError("give exactly one of --weights (Keras) or --model (.tflite)")
+        raise ConfigError("give exactly one of --weights (Keras) or --model (.tflite, .onnx or OpenVINO .xml)")
     if model:
-        return TFLitePredictor(model, num_threads=num_threads)
+        return ModelPredictor(model, num_threads=num_threads, backend=backend, options=options)
     return KerasPredictor(config_for_weights(weights, config), weights)

@@ -83,7 +83,9 @@ def test_calibration_selection_is_seeded_and_counted(sample_root, tmp_path):
     "args, needle",
     [
         (["--quantize", "int4"], "unknown quantization 'int4'"),
-        (["--format", "onnx"], "unknown --format 'onnx'"),
+        (["--format", "caffe"], "unknown --format 'caffe'"),
+        (["--format", "onnx", "--quantize", "fp16"], "ONNX export supports fp32, int8, not fp16"),
+        (["--format", "onnx", "--quantize", "fp32"], "ONNX output must end in .onnx"),
         (["--calib-data", "/nonexistent/kitti"], "/nonexistent/kitti: calibration data folder not found"),
         (["--calib-images", "500"], "75 images found, 500 asked for"),
     ],
@@ -158,7 +160,7 @@ def test_sidecar_metadata_and_hash(exports, tiny_trained, tmp_path):
     data[-100] ^= 0xFF
     tampered.write_bytes(bytes(data))
     sidecar_path(tampered).write_text(sidecar_path(exports["fp32"]).read_text())
-    with pytest.raises(ModelFileError, match="tflite_sha256 does not match m.tflite"):
+    with pytest.raises(ModelFileError, match="model_sha256 does not match m.tflite"):
         read_metadata(tampered)
 
 
@@ -210,7 +212,7 @@ def test_benchmark_counts_and_json(exports, tiny_trained, tmp_path, capsys):
                "--config", str(tiny_trained.config_path), "--threads", "1,2", "--runs", "2", "--warmup", "1",
                "--output", str(out)])
     assert rc == 0
-    assert "| tflite int8 | 2 |" in capsys.readouterr().out
+    assert "| tflite int8 | litert | 2 |" in capsys.readouterr().out
     rows = json.loads(out.read_text())["results"]
     assert [r["format"] for r in rows] == ["keras fp32", "tflite int8", "tflite int8"]
     model = load_inference_model(tiny_trained.config.model, tiny_trained.weights_path)

@@ -83,7 +83,7 @@ def test_startup_errors_are_one_line_and_nonzero(tmp_path, capsys, tiny_model, c
     code, _, err = run_main(capsys, ["--config", str(config_file(tmp_path, model, video))])
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("squeezedet-edge: error: ")
-    named = {"missing_model": "absent.tflite: model file not found", "corrupt_model": "model.json: tflite_sha256",
+    named = {"missing_model": "absent.tflite: model file not found", "corrupt_model": "model.json: model_sha256",
              "unreadable_video": "broken.mp4: cannot open file", "missing_video": "gone.mp4: video file not found"}
     assert named[case] in err
 

@@ -102,7 +102,7 @@ def test_watcher_swaps_a_new_model_and_rejects_a_bad_one(tiny_models, tiny_model
         before = len(rejected)
         replace_file(tiny_model, b"TFL3 but truncated")  # a broken model
         assert wait_until(lambda: len(rejected) > before)
-        assert "tflite_sha256 does not match" in rejected[-1] and len(loaded) == 1
+        assert "model_sha256 does not match" in rejected[-1] and len(loaded) == 1
         time.sleep(0.25)
         assert len(rejected) == before + 1  # reported once, not retried until the file changes
         watcher.request_reload()  # an explicit reload retries (and fails again)

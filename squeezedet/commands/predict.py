@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from squeezedet.commands import add_model_arguments
+from squeezedet.commands import add_model_arguments, backend_options
 from squeezedet.core.preprocess import IMAGE_SUFFIXES
 from squeezedet.errors import DataError
 
@@ -36,7 +36,8 @@ def run(args) -> int:
     if not src.exists():
         raise DataError(f"{src}: source not found")
     out = Path(args.output)
-    predictor = load_predictor(args.weights, args.model, args.config, args.threads)
+    predictor = load_predictor(args.weights, args.model, args.config, args.threads, args.backend,
+                               backend_options(args))
     if src.is_file() and src.suffix.lower() in VIDEO_EXTS:
         n = predict_video(predictor, src, out, args.score_threshold)
         log.info("wrote %s and %d result files to %s", out / f"{src.stem}_annotated.mp4", n, out / "results")

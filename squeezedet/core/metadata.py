@@ -1,8 +1,10 @@
-"""Self-describing model files: a sidecar JSON next to each .tflite, bound to it by a SHA-256.
+"""Self-describing model files: a sidecar JSON next to each exported model, bound to it by a SHA-256.
 
-``model.tflite`` -> ``model.json``. The daemon needs nothing else to run a model: class names, input
-size, anchor shapes and decode defaults all live here. A sidecar whose hash does not match its .tflite
-is rejected, so a half-copied or swapped model never runs with the wrong classes.
+``model.tflite`` / ``model.onnx`` / ``model.xml`` (OpenVINO IR, weights in ``model.bin``) -> ``model.json``.
+The daemon needs nothing else to run a model: class names, input size, anchor shapes and decode
+defaults all live here. A sidecar whose hash does not match its model file (and, for OpenVINO IR, its
+``.bin``) is rejected, so a half-copied or swapped model never runs with the wrong classes.
+Sidecars of the first format (``squeezedet-tflite/1``, hash in ``tflite_sha256``) still read.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from squeezedet.core.anchors import anchor_grid, grid_size
 from squeezedet.core.io import atomic_write_json
 from squeezedet.errors import ModelFileError
 
-FORMAT = "squeezedet-tflite/1"
+FORMAT = "squeezedet-model/2"
+#: Older sidecar formats that still load (their hash key is renamed on read).
+LEGACY_FORMATS = {"squeezedet-tflite/1": "tflite_sha256"}
+#: Model file suffix -> model_format.
+MODEL_FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}
 
 
 @dataclass
@@ -37,7 +43,9 @@ class ModelMetadata:
     input_dtype: str = "uint8"
     output: str = "raw_convdet"  # [1, gh, gw, A*(C+5)] float32, see squeezedet.core.postprocess
     config_hash: str = ""
-    tflite_sha256: str = ""
+    model_format: str = "tflite"  # tflite | onnx | openvino (see MODEL_FORMATS)
+    model_sha256: str = ""
+    weights_sha256: str = ""  # OpenVINO IR only: the .bin beside the .xml
     format: str = FORMAT
     #: Geometry the weights were trained at (see squeezedet.config.ModelConfig). grid 0x0 = the
     #: SAME-padded grid of the input size (sidecars written before these fields existed).
@@ -54,6 +62,11 @@ class ModelMetadata:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def tflite_sha256(self) -> str:
+        """The model file's hash under its first-format name."""
+        return self.model_sha256
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -83,9 +96,17 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+def weights_path(model_path) -> Path | None:
+    """The file holding an OpenVINO IR's weights (``model.bin``), None for single-file formats."""
+    return Path(model_path).with_suffix(".bin") if Path(model_path).suffix == ".xml" else None
+
+
 def write_metadata(model_path, meta: ModelMetadata) -> Path:
-    """Write the sidecar for an existing .tflite, stamping its hash."""
-    meta.tflite_sha256 = file_sha256(model_path)
+    """Write the sidecar for an existing model file, stamping its format and hash(es)."""
+    meta.model_format = MODEL_FORMATS.get(Path(model_path).suffix, meta.model_format)
+    meta.model_sha256 = file_sha256(model_path)
+    bin_path = weights_path(model_path)
+    meta.weights_sha256 = file_sha256(bin_path) if bin_path is not None and bin_path.is_file() else ""
     return atomic_write_json(sidecar_path(model_path), asdict(meta))
 
 
@@ -128,7 +149,7 @@ def _check_fields(meta: ModelMetadata, side: Path) -> None:
 
 
 def read_metadata(model_path, verify_hash: bool = True) -> ModelMetadata:
-    """Load and check the sidecar of a .tflite; every problem is a one-line ModelFileError."""
+    """Load and check the sidecar of a model file; every problem is a one-line ModelFileError."""
     model_path = Path(model_path)
     side = sidecar_path(model_path)
     if not side.is_file():
@@ -137,8 +158,13 @@ def read_metadata(model_path, verify_hash: bool = True) -> ModelMetadata:
         raw = json.loads(side.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{side}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise ModelFileError(f"{side}: not a {FORMAT} metadata file (format={raw.get('format') if isinstance(raw, dict) else None!r})")
+    fmt = raw.get("format") if isinstance(raw, dict) else None
+    if fmt not in (FORMAT, *LEGACY_FORMATS):
+        raise ModelFileError(f"{side}: not a {FORMAT} metadata file (format={fmt!r})")
+    hash_key = LEGACY_FORMATS.get(fmt, "model_sha256")
+    if fmt != FORMAT:
+        raw = dict(raw)
+        raw.update(format=FORMAT, model_sha256=raw.pop(hash_key, ""))
     known = set(ModelMetadata.__dataclass_fields__)
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -148,6 +174,11 @@ def read_metadata(model_path, verify_hash: bool = True) -> ModelMetadata:
     except TypeError as exc:
         raise ModelFileError(f"{side}: {exc}") from None
     _check_fields(meta, side)
-    if verify_hash and model_path.is_file() and meta.tflite_sha256 and file_sha256(model_path) != meta.tflite_sha256:
-        raise ModelFileError(f"{side}: tflite_sha256 does not match {model_path.name} (model and metadata out of sync)")
+    if verify_hash and model_path.is_file():
+        if meta.model_sha256 and file_sha256(model_path) != meta.model_sha256:
+            raise ModelFileError(f"{side}: {hash_key} does not match {model_path.name} (model and metadata out of sync)")
+        bin_path = weights_path(model_path)
+        if meta.weights_sha256 and bin_path is not None and (
+                not bin_path.is_file() or file_sha256(bin_path) != meta.weights_sha256):
+            raise ModelFileError(f"{side}: weights_sha256 does not match {bin_path.name} (model and metadata out of sync)")
     return meta

@@ -1,4 +1,4 @@
-"""Latency, size, parameters and MACs of .tflite files and Keras weights, measured the same way.
+"""Latency, size, parameters and MACs of exported models (any back end) and Keras weights, measured the same way.
 
 Latency is per single-image call on a fixed uint8 frame (median and p90 over ``runs`` after
 ``warmup``), so it is the model alone: no decode, no image I/O. TFLite counts (parameters = elements
@@ -99,6 +99,40 @@ def bench_tflite(path, threads: int, runs: int = 50, warmup: int = 5) -> dict:
     }
 
 
+def model_row(backend, threads: int) -> dict:
+    """The descriptive part of a result row for a loaded back end (timings are added by the caller)."""
+    from squeezedet.core.metadata import MODEL_FORMATS
+    from squeezedet.export.exporter import model_bytes
+
+    path, meta = backend.path, backend.meta
+    files = [path] + ([path.with_suffix(".bin")] if path.suffix == ".xml" else [])
+    counts = tflite_counts(path) if path.suffix == ".tflite" else {"params": None, "macs": None}
+    fmt = f"{meta.model_format} {meta.quantization}" if meta is not None else f"{MODEL_FORMATS[path.suffix]} ?"
+    return {
+        "model": path.name,
+        "format": fmt,
+        "backend": backend.name,
+        "runtime": backend.describe(),
+        "threads": threads,
+        "size_bytes": model_bytes(path),
+        "gzip_bytes": sum(gzip_size(f) for f in files),
+        **counts,
+    }
+
+
+def bench_model(path, threads: int, runs: int = 50, warmup: int = 5, backend: str = "auto", options=None) -> dict:
+    """Latency of any exported model on the back end that ``backend`` resolves to."""
+    from dataclasses import replace
+
+    from squeezedet.backends import BackendOptions, load_backend
+
+    options = replace(options or BackendOptions(), num_threads=threads)
+    engine = load_backend(path, backend, options, require_metadata=False)
+    x = _frame(engine.input_shape)
+    times = time_calls(lambda: engine(x), runs, warmup)
+    return {**model_row(engine, threads), **_summary(times)}
+
+
 def configure_tf_threads(threads: int) -> int:
     """Size TensorFlow's intra-op pool (only possible before TF runs anything); returns the size in use."""
     import tensorflow as tf
@@ -155,13 +189,15 @@ def host_info() -> dict:
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
-    head = "| model | format | threads | median ms | p90 ms | FPS | size MB | gzip MB | params | GMACs |"
-    lines = [head, "|" + "---|" * 10]
+    head = "| model | format | back end | threads | median ms | p90 ms | FPS | size MB | gzip MB | params | GMACs |"
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
+        params = f"{r['params']:,}" if r.get("params") is not None else "-"
+        macs = f"{r['macs'] / 1e9:.2f}" if r.get("macs") is not None else "-"
         lines.append(
-            f"| {r['model']} | {r['format']} | {r['threads']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
-            f"{r['fps']:.1f} | {r['size_bytes'] / 1e6:.2f} | {r['gzip_bytes'] / 1e6:.2f} | {r['params']:,} | "
-            f"{r['macs'] / 1e9:.2f} |"
+            f"| {r['model']} | {r['format']} | {r.get('backend', 'keras')} | {r['threads']} | {r['median_ms']:.1f} | "
+            f"{r['p90_ms']:.1f} | {r['fps']:.1f} | {r['size_bytes'] / 1e6:.2f} | {r['gzip_bytes'] / 1e6:.2f} | "
+            f"{params} | {macs} |"
         )
     return "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""Does the .tflite compute what the Keras model computes? Raw outputs and decoded detections, side by side.
+"""Does the exported model compute what the Keras model computes? Raw outputs and decoded detections, side
+by side, run through the back end that deploys the file (LiteRT, ONNX Runtime or OpenVINO).
 
 Run after every export on images the calibration never saw; the numbers go to the log and to
 ``export_report.json`` next to the model (one entry per model file, so several exports can share a
@@ -19,7 +20,6 @@ from squeezedet.core.io import atomic_write_json
 from squeezedet.core.metadata import read_metadata
 from squeezedet.core.postprocess import Detections, postprocess
 from squeezedet.core.preprocess import resize_for_model
-from squeezedet.core.runtime import TFLiteModel
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,17 @@ def int8_reference(raw: np.ndarray, num_anchors: int, num_classes: int, ranges) 
     return np.clip(centre_class_logits(raw, num_anchors, num_classes), -ranges, ranges)
 
 
-def compare_keras_tflite(model, tflite_path, images: Sequence[np.ndarray], cfg, num_threads: int | None = None) -> dict:
-    """Run uint8 RGB frames (any size) through ``model`` and the .tflite; max raw deviation and the
-    largest box (pixels) / score deviation between Keras detections and their TFLite matches (same
-    class, IoU >= MATCH_IOU; the others are counted as unmatched)."""
+def compare_keras_model(model, model_path, images: Sequence[np.ndarray], cfg, num_threads: int | None = None,
+                        backend: str = "auto") -> dict:
+    """Run uint8 RGB frames (any size) through ``model`` and the exported file; max raw deviation and the
+    largest box (pixels) / score deviation between Keras detections and their matches in the export
+    (same class, IoU >= MATCH_IOU; the others are counted as unmatched)."""
     import keras
 
-    meta = read_metadata(tflite_path)
-    tfl = TFLiteModel(tflite_path, num_threads=num_threads)
+    from squeezedet.backends import BackendOptions, load_backend
+
+    meta = read_metadata(model_path)
+    exported = load_backend(model_path, backend, BackendOptions(num_threads=num_threads), meta=meta)
     w, h = cfg.model.input_size
     num_classes, num_anchors = len(cfg.model.classes), cfg.model.num_anchors
     anchors = cfg.model.anchors()
@@ -99,11 +102,11 @@ def compare_keras_tflite(model, tflite_path, images: Sequence[np.ndarray], cfg, 
                            pp.top_k, pp.max_detections)
 
     raw_dev, raw_mean, raw_peak, box_dev, score_dev, ious = [], [], [], [0.0], [0.0], []
-    keras_dets, tflite_dets = [], []
+    keras_dets, exported_dets = [], []
     for frame in images:
         x = resize_for_model(frame, (w, h))[None]
         ref = keras.ops.convert_to_numpy(model(x, training=False))[0]
-        got = tfl(x)[0]
+        got = exported(x)[0]
         if ranges is not None:
             ref = int8_reference(ref, num_anchors, num_classes, ranges)
         diff = np.abs(ref - got)
@@ -113,7 +116,7 @@ def compare_keras_tflite(model, tflite_path, images: Sequence[np.ndarray], cfg, 
         size = (frame.shape[1], frame.shape[0])
         a, b = decode(ref, size), decode(got, size)
         keras_dets.append(a)
-        tflite_dets.append(b)
+        exported_dets.append(b)
         idx, best = best_matches(a, b)
         hit = best >= MATCH_IOU
         ious.extend(best.tolist())
@@ -121,7 +124,9 @@ def compare_keras_tflite(model, tflite_path, images: Sequence[np.ndarray], cfg, 
             box_dev.append(float(np.abs(a.boxes[hit] - b.boxes[idx[hit]]).max()))
             score_dev.append(float(np.abs(a.scores[hit] - b.scores[idx[hit]]).max()))
     report = {
-        "model": Path(tflite_path).name,
+        "model": Path(model_path).name,
+        "format": meta.model_format,
+        "backend": exported.describe(),
         "quantization": meta.quantization,
         "num_images": len(images),
         "raw_max_abs_dev": max(raw_dev, default=0.0),
@@ -129,25 +134,29 @@ def compare_keras_tflite(model, tflite_path, images: Sequence[np.ndarray], cfg, 
         "raw_max_abs": max(raw_peak, default=0.0),
         "raw_reference": "keras" if ranges is None else "keras, class logits centred, clipped to output_ranges",
         "detections_keras": sum(len(d) for d in keras_dets),
-        "detections_tflite": sum(len(d) for d in tflite_dets),
+        "detections_exported": sum(len(d) for d in exported_dets),
         "unmatched": int(sum(i < MATCH_IOU for i in ious)),
         "worst_best_iou": float(min(ious)) if ious else None,
         "box_max_dev_px": max(box_dev),
         "score_max_dev": max(score_dev),
-        "agreement": detection_agreement(keras_dets, tflite_dets),
+        "agreement": detection_agreement(keras_dets, exported_dets),
     }
     log.info(
         "%s vs Keras on %d images: raw max |dev| %.3g (max |raw| %.3g), detections %d/%d, unmatched %d, "
         "box max dev %.2f px, score max dev %.3f",
-        report["model"], len(images), report["raw_max_abs_dev"], report["raw_max_abs"], report["detections_tflite"],
+        report["model"], len(images), report["raw_max_abs_dev"], report["raw_max_abs"], report["detections_exported"],
         report["detections_keras"], report["unmatched"], report["box_max_dev_px"], report["score_max_dev"],
     )
     return report
 
 
-def write_report(tflite_path, report: dict) -> Path:
+#: The first exported format's name for the same check.
+compare_keras_tflite = compare_keras_model
+
+
+def write_report(model_path, report: dict) -> Path:
     """Add (or replace) this model's entry in ``export_report.json`` beside it, atomically."""
-    path = Path(tflite_path).parent / REPORT_NAME
+    path = Path(model_path).parent / REPORT_NAME
     entries = {}
     if path.is_file():
         try:
@@ -156,5 +165,5 @@ def write_report(tflite_path, report: dict) -> Path:
             log.warning("%s: unreadable, replacing it", path)
         if not isinstance(entries, dict):
             entries = {}
-    entries[Path(tflite_path).name] = report
+    entries[Path(model_path).name] = report
     return atomic_write_json(path, entries)

@@ -29,15 +29,8 @@ from keras import layers
 
 from squeezedet.config import Config, ModelConfig
 from squeezedet.core.io import atomic_write_bytes
-from squeezedet.core.metadata import ModelMetadata, write_metadata
-from squeezedet.core.preprocess import read_image_rgb
-from squeezedet.errors import ConfigError, DataError, ModelFileError, SqueezeDetError
 from squeezedet.export import calibration
-from squeezedet.export.equivalence import (
-    centre_class_logits,
-    compare_keras_tflite,
-    write_report,
-)
+from squeezedet.export.equivalence import centre_class_logits
 from squeezedet.export.flatbuffer import compact_tflite, same_outputs
 from squeezedet.model.layers import BGR_MEANS
 
@@ -164,111 +157,15 @@ def compacted(flatbuffer: bytes) -> bytes:
     return flatbuffer
 
 
-def model_id(cfg: Config, quantize: str) -> str:
-    return f"{cfg.model.architecture}-{quantize}-{cfg.hash()[:8]}"
-
-
-def export_tflite(
-    cfg: Config,
-    weights_path,
-    output,
-    quantize: str = "int8",
-    calib_root=None,
-    calib_images: int = 300,
-    calib_split: str | None = "train",
-    check_root=None,
-    check_split: str | None = None,
-    check_images: int = 4,
-    seed: int = 0,
-) -> Path:
-    """Export ``weights_path`` to ``output`` (+ sidecar .json, + export_report.json when checked).
-
-    int8 calibrates on ``calib_images`` images of ``calib_root`` (default cfg.data.root), split
-    ``calib_split``. The equivalence check then runs ``check_images`` images not used for calibration
-    (``check_root``/``check_split``, default the config's val split) through Keras and the .tflite.
-    """
-    if quantize not in QUANTIZATIONS:
-        raise ConfigError(f"unknown quantization {quantize!r} (choose from {', '.join(QUANTIZATIONS)})")
-    output = Path(output)
-    if output.suffix != ".tflite":
-        raise ConfigError(f"{output}: output must end in .tflite (the metadata goes next to it as .json)")
-    weights_path = Path(weights_path)
-    if not weights_path.is_file():
-        raise ModelFileError(f"{weights_path}: weights file not found")
-    calib_root = calib_root or cfg.data.root
-    calib_paths: list[Path] = []
-    if quantize == "int8":
-        if not calib_root:
-            raise DataError("int8 needs calibration images: pass --calib-data DIR or set data.root in the config")
-        calib_paths = calibration.calibration_paths(calib_root, calib_split, calib_images, seed)
-    check_paths = _check_paths(cfg, check_root, check_split, check_images, set(calib_paths), calib_root)
-    model = load_inference_model(cfg.model, weights_path)
-    ranges = representative = None
-    if quantize == "int8":
-        log.info("calibrating on %d images of %s", len(calib_paths), calib_root)
-        ranges = head_ranges(model, calibration.load_frames(calib_paths, cfg.model.input_size), cfg.model)
-        representative = calibration.representative_dataset(calib_paths, cfg.model.input_size)
-    graph = export_graph(model, cfg.model, ranges)
-    try:
-        flatbuffer = convert(graph, quantize, representative)
-    except SqueezeDetError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError...
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{weights_path}: the TFLite converter rejected the model ({quantize}): {msg}") from None
-    flatbuffer = compacted(flatbuffer)
+def write_tflite(graph: keras.Model, output: Path, quantize: str, calib_paths, input_size) -> None:
+    """Convert ``graph`` and write the (compacted) flatbuffer to ``output`` atomically."""
+    representative = calibration.representative_dataset(calib_paths, input_size) if quantize == "int8" else None
+    flatbuffer = compacted(convert(graph, quantize, representative))
     atomic_write_bytes(output, flatbuffer)
-    write_metadata(output, _metadata(cfg, quantize, weights_path, len(calib_paths), ranges))
-    log.info("wrote %s (%s, %.2f MB) and its metadata", output, quantize, len(flatbuffer) / 1e6)
-    if check_paths:
-        report = compare_keras_tflite(model, output, [read_image_rgb(p) for p in check_paths], cfg)
-        report["images"] = [str(p) for p in check_paths]
-        write_report(output, report)
-    return output
 
 
-def _metadata(cfg: Config, quantize: str, weights_path: Path, calib_count: int, ranges) -> ModelMetadata:
-    extra = {"weights": weights_path.name, "calibration_images": calib_count}
-    if ranges is not None:
-        extra["output_ranges"] = [round(float(r), 6) for r in ranges]
-    return ModelMetadata(
-        class_names=list(cfg.model.classes),
-        input_width=cfg.model.input_width,
-        input_height=cfg.model.input_height,
-        anchor_shapes=[[float(w), float(h)] for w, h in cfg.model.anchor_shapes],
-        score_threshold=cfg.postprocess.score_threshold,
-        nms_threshold=cfg.postprocess.nms_threshold,
-        top_k=cfg.postprocess.top_k,
-        max_detections=cfg.postprocess.max_detections,
-        model_id=model_id(cfg, quantize),
-        architecture=cfg.model.architecture,
-        quantization=quantize,
-        config_hash=cfg.hash(),
-        padding=cfg.model.padding,
-        convdet_kernel=cfg.model.convdet_kernel,
-        grid_width=cfg.model.grid_size[0],
-        grid_height=cfg.model.grid_size[1],
-        extra=extra,
-    )
+def export_tflite(cfg: Config, weights_path, output, quantize: str = "int8", **kwargs) -> Path:
+    """Export to .tflite; see :func:`squeezedet.export.exporter.export_model` for the arguments."""
+    from squeezedet.export.exporter import export_model
 
-
-def _check_paths(cfg: Config, root, split, count: int, exclude: set, calib_root) -> list[Path]:
-    """Images for the equivalence check, none of them calibration images. Asked for explicitly
-    (``root``) they must exist; by default the config's val split is used if it is there."""
-    explicit = root is not None
-    root = root or calib_root or cfg.data.root
-    if count <= 0 or not root:
-        if count > 0:
-            log.warning("equivalence check skipped: no images (pass --check-data DIR or set data.root)")
-        return []
-    split = split if explicit else (split or cfg.data.val_split)
-    try:
-        paths = [p for p in calibration.list_images(root, split, "check data folder") if p not in exclude]
-        if not paths:
-            raise DataError(f"{root}: every image was used for calibration, none left for the equivalence check")
-    except DataError as exc:
-        if explicit:
-            raise
-        log.warning("equivalence check skipped: %s", exc)
-        return []
-    return paths[:count]
+    return export_model(cfg, weights_path, output, "tflite", quantize, **kwargs)

@@ -1,0 +1,243 @@
+"""Back ends (LiteRT, ONNX Runtime, OpenVINO) and the ONNX / OpenVINO exports: choice of engine, the
+exported files run, fp32 matches Keras, int8 detections match fp32 on real images, one-line errors for
+corrupt files, and `squeezedet val --model` on .onnx and OpenVINO IR. Each engine's tests are skipped
+only when its extra is not installed (CI installs both)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from squeezedet.backends import BackendOptions, load_backend, resolve_backend
+from squeezedet.cli import main
+from squeezedet.core.metadata import FORMAT, read_metadata, sidecar_path, write_metadata
+from squeezedet.core.preprocess import read_image_rgb, resize_for_model
+from squeezedet.errors import ConfigError, ModelFileError
+from squeezedet.export import calibration
+from squeezedet.export.equivalence import REPORT_NAME, detection_agreement
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "assets" / "models" / "squeezedet_kitti_int8.tflite"
+#: format -> (suffix, back end, python package of its extra)
+ENGINES = {"onnx": (".onnx", "onnxruntime", "onnxruntime"), "openvino": (".xml", "openvino", "openvino")}
+CALIB_IMAGES = 8
+
+
+def need(fmt: str) -> None:
+    pytest.importorskip(ENGINES[fmt][2], reason=f"the [{'onnx' if fmt == 'onnx' else 'openvino'}] extra is not installed")
+
+
+def one_line_error(capsys, *argv) -> str:
+    rc = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_auto_picks_the_engine_by_file_type(tmp_path):
+    assert resolve_backend("m.tflite") == "litert"
+    assert resolve_backend("m.xml") == "openvino"
+    assert resolve_backend("m.onnx") == ("onnxruntime" if _installed("onnxruntime") else "openvino")
+    assert resolve_backend("m.onnx", "openvino") == "openvino"  # OpenVINO reads ONNX too
+    with pytest.raises(ModelFileError, match="back end openvino reads .xml or .onnx files, not '.tflite'"):
+        resolve_backend("m.tflite", "openvino")
+    with pytest.raises(ModelFileError, match="unknown model type '.pb'"):
+        resolve_backend("m.pb")
+    with pytest.raises(ConfigError, match="unknown back end 'tensorflow'"):
+        resolve_backend("m.tflite", "tensorflow")
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_onnxruntime_provider_list_skips_missing_and_ends_with_cpu(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from squeezedet.backends.onnxruntime import provider_list
+
+    cpu_only = ["CPUExecutionProvider"]
+    assert provider_list(("tensorrt", "cuda", "cpu"), None, True, cpu_only) == ["CPUExecutionProvider"]
+    jetson = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    got = provider_list(("tensorrt", "cuda"), str(tmp_path / "trt"), True, jetson)
+    assert got[0] == ("TensorrtExecutionProvider", {
+        "trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(tmp_path / "trt"),
+        "trt_timing_cache_enable": True, "trt_timing_cache_path": str(tmp_path / "trt")})
+    assert got[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"] and (tmp_path / "trt").is_dir()
+    with pytest.raises(ConfigError, match="unknown onnxruntime provider 'rocm'"):
+        provider_list(("rocm",), None, True, cpu_only)
+
+
+def test_first_format_sidecars_still_load(tmp_path):
+    """The bundled model's sidecar is squeezedet-tflite/1 (hash under tflite_sha256)."""
+    legacy = json.loads(sidecar_path(BUNDLED).read_text())
+    assert legacy["format"] == "squeezedet-tflite/1"
+    meta = read_metadata(BUNDLED)
+    assert meta.model_sha256 == legacy["tflite_sha256"] and meta.model_format == "tflite"
+    model = tmp_path / "m.tflite"
+    shutil.copy(BUNDLED, model)
+    sidecar_path(model).write_text(json.dumps({**legacy, "tflite_sha256": "0" * 64}))
+    with pytest.raises(ModelFileError, match="m.json: tflite_sha256 does not match m.tflite"):
+        read_metadata(model)
+    write_metadata(model, meta)  # rewritten in the current format
+    new = json.loads(sidecar_path(model).read_text())
+    assert new["format"] == FORMAT and "tflite_sha256" not in new and new["model_sha256"] == legacy["tflite_sha256"]
+
+
+@pytest.mark.parametrize("fmt", list(ENGINES))
+@pytest.mark.parametrize("content", [b"", b"garbage, not a model at all" * 10])
+def test_corrupt_model_files_are_one_line_errors(fmt, content, tmp_path, capsys, sample_root):
+    need(fmt)
+    suffix, backend, _ = ENGINES[fmt]
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(content)
+    if suffix == ".xml":
+        bad.with_suffix(".bin").write_bytes(content)
+    write_metadata(bad, read_metadata(BUNDLED))
+    with pytest.raises(ModelFileError, match=f"bad{suffix}: .*rejected the model"):
+        load_backend(bad)
+    err = one_line_error(capsys, "val", "--model", str(bad), "--data", str(sample_root), "--split", "val.txt",
+                         "--output", str(tmp_path / "val"))
+    assert f"bad{suffix}" in err and "rejected the model" in err
+    err = one_line_error(capsys, "benchmark", "--model", str(bad), "--threads", "1", "--runs", "1")
+    assert f"bad{suffix}" in err
+
+
+# ---- real exports of the tiny trained model -------------------------------------------------------
+@pytest.fixture(scope="module")
+def exports(tiny_trained, sample_root, tmp_path_factory):
+    """ONNX fp32/int8 and OpenVINO fp32/fp16/int8 of the trained tiny model (the engines installed)."""
+    from squeezedet.export.exporter import export_model
+
+    out = tmp_path_factory.mktemp("backend_exports")
+    kw = {"calib_root": sample_root, "calib_images": CALIB_IMAGES, "calib_split": "train.txt",
+          "check_root": sample_root, "check_split": "val.txt", "check_images": 2}
+    paths = {}
+    for fmt, quants in (("onnx", ("fp32", "int8")), ("openvino", ("fp32", "fp16", "int8"))):
+        if not _installed(ENGINES[fmt][2]):
+            continue
+        for q in quants:
+            paths[fmt, q] = export_model(tiny_trained.config, tiny_trained.weights_path,
+                                         out / f"{fmt}_{q}{ENGINES[fmt][0]}", fmt, q, **kw)
+    return paths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", list(ENGINES))
+def test_exported_file_runs_uint8_in_raw_convdet_out(exports, tiny_trained, fmt):
+    need(fmt)
+    cfg = tiny_trained.config.model
+    for q in ("fp32", "int8"):
+        path = exports[fmt, q]
+        meta = read_metadata(path)
+        assert (meta.model_format, meta.quantization, meta.class_names) == (fmt, q, list(cfg.classes))
+        engine = load_backend(path, options=BackendOptions(num_threads=1))
+        assert engine.name == ENGINES[fmt][1]
+        assert engine.input_shape == (1, cfg.input_height, cfg.input_width, 3)
+        out = engine(np.zeros(engine.input_shape, np.uint8))
+        assert out.dtype == np.float32 and out.shape == (1, cfg.input_height // 16, cfg.input_width // 16,
+                                                          cfg.num_anchors * (len(cfg.classes) + 5))
+    if fmt == "openvino":
+        assert path.with_suffix(".bin").is_file() and meta.weights_sha256
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, quant, rtol, atol", [
+    ("onnx", "fp32", 1e-5, 1e-4),
+    ("openvino", "fp32", 1e-5, 1e-4),
+    # fp16 weights and activations: ~3 significant digits of logits up to |x| ~ 100
+    ("openvino", "fp16", 1e-2, 0.15),
+])
+def test_raw_outputs_match_keras(exports, tiny_trained, sample_root, fmt, quant, rtol, atol):
+    need(fmt)
+    from squeezedet.export.tflite import load_inference_model
+
+    cfg = tiny_trained.config
+    model = load_inference_model(cfg.model, tiny_trained.weights_path)
+    engine = load_backend(exports[fmt, quant])
+    for p in calibration.list_images(sample_root, "val.txt")[:4]:
+        x = resize_for_model(read_image_rgb(p), cfg.model.input_size)[None]
+        np.testing.assert_allclose(engine(x), np.asarray(model(x, training=False)), rtol=rtol, atol=atol)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, min_agreement, min_iou", [
+    # Measured on this overfitted model (|logits| up to ~300, calibrated on 8 images): ONNX Runtime u8u8
+    # 17/23 (worst IoU 0.69), OpenVINO/NNCF 19/23 (0.80), TFLite 21/23 (0.87, tests/test_export.py). On the
+    # real KITTI model all three keep Car moderate AP within 0.5 point of fp32 (benchmarks/export_compare.py).
+    ("onnx", 0.7, 0.6),
+    ("openvino", 0.8, 0.75),
+])
+def test_int8_detections_match_fp32_on_real_images(exports, tiny_trained, fmt, min_agreement, min_iou):
+    need(fmt)
+    from squeezedet.inference import ModelPredictor
+
+    images = [read_image_rgb(p) for p in calibration.list_images(tiny_trained.data_root, "train.txt")]
+    fp32, int8 = ModelPredictor(exports[fmt, "fp32"]), ModelPredictor(exports[fmt, "int8"])
+    agree = detection_agreement([fp32.predict(im) for im in images], [int8.predict(im) for im in images])
+    assert agree["confident"] >= 4, agree
+    assert agree["agreement"] >= min_agreement and agree["worst_iou"] > min_iou, agree
+
+
+@pytest.mark.slow
+def test_export_report_names_format_and_back_end(exports):
+    if not exports:
+        pytest.skip("neither the [onnx] nor the [openvino] extra is installed")
+    report = json.loads((next(iter(exports.values())).parent / REPORT_NAME).read_text())
+    for (fmt, q), path in exports.items():
+        entry = report[path.name]
+        assert entry["format"] == fmt and entry["quantization"] == q
+        assert entry["backend"].startswith(ENGINES[fmt][1])
+        if q == "fp32":
+            assert entry["raw_max_abs_dev"] < 1e-2 and entry["box_max_dev_px"] < 0.01
+
+
+@pytest.mark.slow
+def test_val_cli_on_onnx_and_openvino_ir_gives_the_same_ap(exports, tiny_trained, tmp_path):
+    """fp32 on every engine -> the same KITTI AP as Keras (on the overfitted images: a non-trivial AP)."""
+    runs = {"keras": ["--weights", str(tiny_trained.weights_path), "--config", str(tiny_trained.config_path)]}
+    for fmt in ENGINES:
+        if (fmt, "fp32") in exports:
+            runs[fmt] = ["--model", str(exports[fmt, "fp32"]), "--threads", "1"]
+    if len(runs) == 1:
+        pytest.skip("neither the [onnx] nor the [openvino] extra is installed")
+    if "openvino" in runs:  # OpenVINO runs the ONNX file too
+        runs["openvino-onnx"] = ["--model", str(exports["onnx", "fp32"]), "--backend", "openvino"] \
+            if ("onnx", "fp32") in exports else runs["openvino"]
+    aps = {}
+    for name, args in runs.items():
+        out = tmp_path / name
+        assert main(["val", *args, "--data", str(tiny_trained.data_root), "--split", "train.txt",
+                     "--output", str(out)]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        aps[name] = metrics["classes"]["Car"]["moderate"]["AP_R40"]
+    assert aps["keras"] > 10, aps  # 22.5 measured: the overfitted images are found, but not all
+    for name, ap in aps.items():
+        assert ap == pytest.approx(aps["keras"], abs=0.5), aps
+
+
+@pytest.mark.slow
+def test_daemon_detector_runs_every_back_end(exports, tiny_trained):
+    from pipeline.config import ModelConfig
+    from pipeline.detector import Detector
+
+    frame = read_image_rgb(calibration.list_images(tiny_trained.data_root, "train.txt")[0])
+    results = {}
+    for (fmt, q), path in exports.items():
+        if q != "fp32":
+            continue
+        det = Detector.from_config(ModelConfig(path=str(path), num_threads=1, backend=ENGINES[fmt][1]))
+        assert det.runtime.startswith(ENGINES[fmt][1]) and det.model_id
+        results[fmt] = det.detect(frame)
+        assert det.last_inference_ms > 0
+    if len(results) < 2:
+        pytest.skip("needs both extras")
+    a, b = results["onnx"], results["openvino"]
+    assert len(a) == len(b) >= 1
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=0.05)
