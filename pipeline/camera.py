@@ -119,6 +119,9 @@ class CameraWorker:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def shutdown(self) -> None:
         """After the loop: stop the source, close the debug video, end tracks, camera offline."""
         self.source.stop()

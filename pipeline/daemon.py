@@ -206,13 +206,18 @@ class Daemon:
             self.http.stop()
         for worker in self.cameras.values():
             worker.stop()
+        deadline = time.monotonic() + 10.0  # one deadline for all cameras, not 10 s each
         for worker in self.cameras.values():
-            worker.join(10.0)
+            worker.join(max(0.0, deadline - time.monotonic()))
         self.watcher.stop()
         self.shared.stop()
         self._heartbeat_final()
         self._report_stats()  # the final figures, also for runs shorter than stats_interval_s
         for worker in self.cameras.values():
+            if worker.is_alive():  # its last frame is still running: flushing its tracker now would race it
+                log.warning("camera did not stop in time; its open tracks are not ended",
+                            extra={"fields": {"camera": worker.name}})
+                continue
             worker.shutdown()
         if self.publisher is not None:
             self.publisher.set_state(f"{self.cfg.mqtt.prefix}/availability", OFFLINE)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from squeezedet.backends import BackendOptions
-from squeezedet.core.metadata import file_sha256, sidecar_path
+from squeezedet.core.metadata import file_sha256, sidecar_path, weights_path
 from squeezedet.core.postprocess import Detections
 from squeezedet.errors import ModelFileError
 from squeezedet.inference import ModelPredictor
@@ -89,7 +89,7 @@ class Detector(ModelPredictor):
 def _signature(path: Path) -> tuple:
     """Cheap change detector for the model and its sidecar: (mtime_ns, size) of both, None if absent."""
     out = []
-    for p in (path, sidecar_path(path)):
+    for p in _model_files(path):
         try:
             st = p.stat()
             out.append((st.st_mtime_ns, st.st_size))
@@ -100,7 +100,13 @@ def _signature(path: Path) -> tuple:
 
 def _content(path: Path) -> tuple:
     """What actually decides a reload: hashes of the model and its sidecar."""
-    return tuple(file_sha256(p) if p.is_file() else None for p in (path, sidecar_path(path)))
+    return tuple(file_sha256(p) if p.is_file() else None for p in _model_files(path))
+
+
+def _model_files(path: Path) -> tuple:
+    """The model, its sidecar and, for OpenVINO IR, the weights .bin: a change of any of them is a new model."""
+    bin_path = weights_path(path)
+    return (path, sidecar_path(path)) + ((bin_path,) if bin_path is not None else ())
 
 
 class ModelWatcher:

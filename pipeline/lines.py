@@ -129,8 +129,8 @@ class LineCounters:
             if self.on_total is not None:
                 for c in crossings:
                     self.on_total(c.line, c.obj.label, c.direction, c.totals[c.direction])
-        if crossings:
-            self._save()
+            if crossings:
+                self._save()  # under the lock: a reset between snapshot and write cannot be undone
         return crossings
 
     def ensure_labels(self, labels) -> None:
@@ -151,21 +151,25 @@ class LineCounters:
                     for label in self.lines[name].totals:
                         for direction in ("in", "out"):
                             self.on_total(name, label, direction, 0)
-        if names:
-            self._save()
+            if names:
+                self._save()
         return names
 
     def totals(self) -> dict[str, dict[str, dict[str, int]]]:
         with self._lock:
-            return {name: {label: dict(v) for label, v in line.totals.items()} for name, line in self.lines.items()}
+            return self._snapshot()
+
+    def _snapshot(self) -> dict[str, dict[str, dict[str, int]]]:
+        return {name: {label: dict(v) for label, v in line.totals.items()} for name, line in self.lines.items()}
 
     def geometry(self, size) -> dict:
         return {name: {"points": line.shape.pixels(size).round(1).tolist(), "in_direction": line.in_direction}
                 for name, line in self.lines.items()}
 
     def _save(self) -> None:
+        """Persist the totals; the caller holds ``self._lock`` (the store's lock is only ever taken inside it)."""
         if self.store is not None:
-            self.store.put(self.camera, self.totals())
+            self.store.put(self.camera, self._snapshot())
 
 
 class CountStore:
@@ -183,8 +187,14 @@ class CountStore:
                 cameras = raw.get("cameras", {}) if isinstance(raw, dict) else {}
                 self._data = {str(k): v for k, v in cameras.items() if isinstance(v, dict)}
             except (OSError, ValueError) as exc:
+                aside = self.path.with_name(self.path.name + ".bad")
+                try:  # keep the evidence: the next save would overwrite it
+                    self.path.replace(aside)
+                except OSError:
+                    aside = None
                 log.error("line counts file unreadable, starting from zero",
-                          extra={"fields": {"path": str(self.path), "error": str(exc)}})
+                          extra={"fields": {"path": str(self.path), "error": str(exc),
+                                            "kept_as": str(aside) if aside else None}})
 
     def get(self, camera: str) -> dict:
         with self._lock:

@@ -83,7 +83,8 @@ class Snapshotter:
         self.camera = camera
         self._best: dict[int, tuple[float, float]] = {}  # track id -> (best score, monotonic time)
         self.taken = 0
-        self._dir = Path(cfg.save_dir) if cfg.save_dir else None
+        #: one subfolder per camera: the size cap of one never deletes another's files ("front" vs "front-door")
+        self._dir = Path(cfg.save_dir) / camera if cfg.save_dir else None
 
     def update(self, image_rgb: np.ndarray, objects: list[TrackedObject], new_ids: set[int],
                ended_ids: set[int], timestamp: float) -> list[Snapshot]:
@@ -132,7 +133,7 @@ class Snapshotter:
     def _enforce_cap(self) -> None:
         """Delete the oldest snapshots of this camera until the folder's share fits max_dir_mb."""
         files = []
-        for p in self._dir.glob(f"{self.camera}-*.jpg"):
+        for p in self._dir.glob("*.jpg"):
             try:
                 st = p.stat()
             except FileNotFoundError:

@@ -173,7 +173,7 @@ class FrameSource:
         except SourceError as exc:
             if not self.live:
                 raise
-            self._problem = _redact(str(exc))
+            self._problem = redact_uri(str(exc))
             log.warning("source not available, will retry",
                         extra={"fields": {"camera": self.camera, "reason": self._problem}})
             self._on_status("reconnecting", self._problem)
@@ -187,7 +187,7 @@ class FrameSource:
                 self._cap.release()
                 raise SourceError(f"{self.cfg.uri}: no decodable frames")
             self._first = first
-        self._on_status("online", _redact(self.cfg.uri))
+        self._on_status("online", redact_uri(self.cfg.uri))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"source-{self.camera}", daemon=True)
@@ -258,7 +258,7 @@ class FrameSource:
             self._cap.release()
             self._cap = None
             if self.live:
-                log.warning("source lost", extra={"fields": {"camera": self.camera, "uri": _redact(self.cfg.uri)}})
+                log.warning("source lost", extra={"fields": {"camera": self.camera, "uri": redact_uri(self.cfg.uri)}})
                 self._problem = "stream lost"
             elif not self.cfg.loop:
                 self._on_status("ended", "end of input")
@@ -291,7 +291,7 @@ class FrameSource:
         try:
             self._cap = self._opener(self.cfg)
         except (SourceError, cv2.error, OSError) as exc:
-            self._problem = _redact(str(exc).strip())
+            self._problem = redact_uri(str(exc).strip())
             log.warning("reconnect failed",
                         extra={"fields": {"camera": self.camera, "attempt": attempt, "reason": self._problem}})
             return False
@@ -331,6 +331,22 @@ class FrameSource:
                 continue
 
 
-def _redact(uri: str) -> str:
-    """rtsp://user:secret@host/... -> rtsp://user:***@host/... for logs and status messages."""
-    return re.sub(r"(://[^:/@]+):[^@/]+@", r"\1:***@", uri)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+_SECRET_KEY = re.compile(r"pass|pwd|token|key|auth|secret|sig", re.I)
+
+
+def _redact_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    base, sep, query = rest.partition("?")
+    if "@" in base:  # the user info ends at the *last* @ before the query: passwords may hold '@' and '/'
+        base = "***@" + base.rsplit("@", 1)[1]
+    if sep:
+        query = "&".join(f"{pair.split('=', 1)[0]}=***" if _SECRET_KEY.search(pair.split("=", 1)[0]) else pair
+                         for pair in query.split("&"))
+    return f"{scheme}://{base}{sep}{query}"
+
+
+def redact_uri(text: str) -> str:
+    """Every URL in ``text`` with its credentials masked, for logs, status messages and the web API:
+    ``rtsp://user:p@ss@host/x`` -> ``rtsp://***@host/x``, ``http://cam/v.cgi?user=a&pwd=s`` -> ``...pwd=***``."""
+    return _URL.sub(lambda m: _redact_url(m.group(0)), text)

@@ -241,3 +241,30 @@ def test_daemon_detector_runs_every_back_end(exports, tiny_trained):
     a, b = results["onnx"], results["openvino"]
     assert len(a) == len(b) >= 1
     np.testing.assert_allclose(a.boxes, b.boxes, atol=0.05)
+
+
+def test_onnx_model_without_uint8_input_is_a_one_line_error(tmp_path):
+    """The contract is uint8 RGB in: a float-input ONNX (e.g. exported elsewhere) is refused at load with the
+    file named, not a traceback from onnxruntime's own exception types."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pipeline.detector import Detector
+    from squeezedet.core.metadata import ModelMetadata, write_metadata
+    from squeezedet.errors import ModelFileError
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 16, 16, 3])
+    y = helper.make_tensor_value_info("raw", TensorProto.FLOAT, [1, 1, 1, 6])
+    nodes = [helper.make_node("ReduceMean", ["image", "axes"], ["m"], keepdims=1),
+             helper.make_node("MatMul", ["m", "w"], ["raw"])]
+    inits = [numpy_helper.from_array(np.ones((3, 6), np.float32), "w"),
+             numpy_helper.from_array(np.array([1, 2], np.int64), "axes")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    path = tmp_path / "float_in.onnx"
+    onnx.save(model, str(path))
+    write_metadata(path, ModelMetadata(class_names=["car"], input_width=16, input_height=16, anchor_shapes=[[8.0, 8.0]]))
+    with pytest.raises(ModelFileError, match=r"float_in.onnx: input type float32 \(the contract is uint8 RGB"):
+        Detector(path, backend="onnxruntime")

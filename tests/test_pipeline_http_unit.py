@@ -248,6 +248,12 @@ def test_token_from_env_then_file_then_yaml(tmp_path):
 def test_stream_credentials_are_redacted():
     assert redact_uri("rtsp://viewer:s3cret@cam.local:554/stream") == "rtsp://***@cam.local:554/stream"
     assert redact_uri("/media/clip.mp4") == "/media/clip.mp4"
+    # passwords holding '@' or '/', credentials in the query, URLs inside error messages
+    assert redact_uri("rtsp://user:p@ss@host/x") == "rtsp://***@host/x"
+    assert redact_uri("rtsp://user:pa/ss@host/x") == "rtsp://***@host/x"
+    assert redact_uri("http://cam/video.cgi?user=admin&pwd=secret&res=720") == \
+        "http://cam/video.cgi?user=admin&pwd=***&res=720"
+    assert redact_uri("cannot open rtsp://a:b@h/x (timeout)") == "cannot open rtsp://***@h/x (timeout)"
 
 
 def test_overlay_draws_zones_lines_and_tracks_where_the_geometry_says():

@@ -175,3 +175,14 @@ def test_reset_counts_command(broker, tmp_path, tiny_model):
         thread.join(30)
         collector.close()
     assert result == [0]
+
+
+def test_unreadable_state_file_is_kept_aside_not_overwritten(tmp_path, caplog):
+    state = tmp_path / "counts.json"
+    state.write_text('{"version": 1, "cameras": {"cam": {"road": {"car": {"in": 41')  # cut short
+    store = CountStore(state)
+    assert store.get("cam") == {}
+    assert not state.exists() and (tmp_path / "counts.json.bad").read_text().endswith('"in": 41')
+    store.put("cam", {"road": {"car": {"in": 1, "out": 0}}})
+    assert json.loads(state.read_text())["cameras"]["cam"]["road"]["car"]["in"] == 1
+    assert (tmp_path / "counts.json.bad").is_file()  # the evidence survives the next save

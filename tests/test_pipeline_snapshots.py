@@ -75,7 +75,7 @@ def test_snapshot_on_confirmation_and_on_better_score_rate_limited(tmp_path):
     assert [(s.track_id, s.score, s.width, s.height) for s in first] == [(1, 0.70, 100, 60)]
     assert snap.update(FRAME, [car(score=0.74)], set(), set(), 1.7e9) == []  # +0.04 < 0.05
     assert [s.score for s in snap.update(FRAME, [car(score=0.80)], set(), set(), 1.7e9 + 1)] == [0.80]
-    files = sorted(p.name for p in (tmp_path / "shots").iterdir())
+    files = sorted(p.name for p in (tmp_path / "shots" / "front").iterdir())
     assert len(files) == 2 and all(f.startswith("front-car-1-") and f.endswith(".jpg") for f in files)
     limited = Snapshotter(cfg.model_copy(update={"min_interval_s": 3600, "save_dir": None}), "front")
     limited.update(FRAME, [car(score=0.5)], {1}, set(), 0)
@@ -89,11 +89,14 @@ def test_saved_snapshots_are_kept_under_the_size_cap(tmp_path):
     folder = tmp_path / "shots"
     size = len(render(FRAME, car(), SnapshotConfig(enabled=True))[0])
     cap_mb = 3.5 * size / 1024 / 1024  # room for three
+    other = Snapshotter(SnapshotConfig(enabled=True, save_dir=str(folder), max_dir_mb=cap_mb), "front-door")
+    other.update(FRAME, [car(tid=1)], {1}, set(), 1.7e9)  # a camera whose name starts like the other's
     snap = Snapshotter(SnapshotConfig(enabled=True, save_dir=str(folder), max_dir_mb=cap_mb), "front")
     for tid in range(1, 7):
         snap.update(FRAME, [car(tid=tid)], {tid}, set(), 1.7e9 + tid)
-    names = sorted(p.name for p in folder.iterdir())
+    names = sorted(p.name for p in (folder / "front").iterdir())
     assert len(names) == 3 and [n.split("-")[2] for n in names] == ["4", "5", "6"]  # the oldest went
+    assert [p.name.startswith("front-door-car-1-") for p in (folder / "front-door").iterdir()] == [True]
 
 
 def test_daemon_publishes_a_retained_jpeg_referenced_from_the_new_event(broker, tiny_model, car_video):

@@ -19,7 +19,6 @@ import binascii
 import hmac
 import json
 import logging
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import HttpConfig
 from pipeline.metrics import daemon_registry
+from pipeline.sources import redact_uri
 from pipeline.web.frames import JpegCache, label_css_colour
 from squeezedet.errors import ConfigError
 
@@ -42,12 +42,6 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'",
 }
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def redact_uri(uri: str) -> str:
-    """``rtsp://user:secret@host/x`` -> ``rtsp://***@host/x``: stream credentials never leave the box."""
-    return _USERINFO.sub("***@", uri)
 
 
 class HttpServer:
@@ -211,7 +205,7 @@ class HttpServer:
             cameras.append({
                 "name": name,
                 "source": redact_uri(str(getattr(source, "uri", ""))) if source is not None else None,
-                "state": stats.get("state") or stats.get("source_state"),
+                "state": stats.get("source_state"),
                 "model_id": stats.get("model_id"),
                 "width": latest.image.shape[1] if latest else None,
                 "height": latest.image.shape[0] if latest else None,

@@ -71,6 +71,13 @@ class Backend:
         """Input and output shapes agree with the metadata (a model and a sidecar of different models)."""
         meta = self.meta
         want_in = (1, meta.input_height, meta.input_width, 3)
+        try:
+            dtype = np.dtype(self.input_dtype)
+        except (KeyError, TypeError) as exc:
+            raise ModelFileError(f"{self.path}: unsupported input type ({one_line(exc)}); the contract is uint8 RGB") from None
+        if dtype != np.uint8:
+            raise ModelFileError(f"{self.path}: input type {dtype} (the contract is uint8 RGB, "
+                                 "normalisation inside the graph: export with squeezedet export)")
         if self.input_shape != want_in:
             raise ModelFileError(f"{self.path}: input shape {self.input_shape} does not match metadata {want_in}")
         gw, gh = meta.grid_size

@@ -90,4 +90,8 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime {self._version} {used}"
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self._output.name], {self._input.name: x})[0].astype(np.float32, copy=False)
+        try:
+            out = self.session.run([self._output.name], {self._input.name: x})[0]
+        except Exception as exc:  # noqa: BLE001 - ORT's own Fail / InvalidArgument are not RuntimeErrors
+            raise RuntimeError(one_line(exc)) from None
+        return out.astype(np.float32, copy=False)

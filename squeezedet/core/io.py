@@ -29,11 +29,28 @@ def atomic_path(path, suffix: str | None = None):
     try:
         yield Path(tmp)
         os.chmod(tmp, _FILE_MODE)
+        with open(tmp, "rb") as fh:  # the data on disk before the rename, or a power cut can leave an empty file
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every platform/filesystem allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
