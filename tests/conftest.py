@@ -35,6 +35,17 @@ class TinyTrained:
     output_dir: Path
 
 
+def one_line_error(capsys, *argv) -> str:
+    """Run the ``squeezedet`` CLI expecting a user error: exit 2 and exactly one line on stderr."""
+    from squeezedet.cli import main
+
+    rc = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
 def make_sample_subset(dest: Path, ids, val_ids=None) -> Path:
     """A KITTI-layout folder with only ``ids`` (copied from the bundled sample); val = ids unless given."""
     img_dir, lab_dir = dest / "training" / "image_2", dest / "training" / "label_2"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_line_error
 
 from squeezedet.backends import BackendOptions, load_backend, resolve_backend
 from squeezedet.cli import main
@@ -29,14 +30,6 @@ CALIB_IMAGES = 8
 
 def need(fmt: str) -> None:
     pytest.importorskip(ENGINES[fmt][2], reason=f"the [{'onnx' if fmt == 'onnx' else 'openvino'}] extra is not installed")
-
-
-def one_line_error(capsys, *argv) -> str:
-    rc = main(list(argv))
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 def test_auto_picks_the_engine_by_file_type(tmp_path):

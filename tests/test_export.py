@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+from conftest import one_line_error
 
 from squeezedet.cli import main
 from squeezedet.core.anchors import grid_size
@@ -19,14 +20,6 @@ from squeezedet.export import calibration
 from squeezedet.export.equivalence import REPORT_NAME, detection_agreement
 
 CALIB_IMAGES = 8
-
-
-def one_line_error(capsys, *argv) -> str:
-    rc = main(list(argv))
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.fixture(scope="module")
