@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
-from squeezedet.config import Config, save_config
+from squeezedet.config import Config, format_validation_error, save_config
 from squeezedet.core.io import atomic_path, atomic_write_json
 from squeezedet.core.metadata import file_sha256
 from squeezedet.core.preprocess import resize_for_model
@@ -47,10 +48,10 @@ class ImportResult:
 
 def resolve_config(source: SourceWeights, base: Config, overrides: dict) -> Config:
     """The base config (defaults or --config) with what the source states, then explicit flags, on top."""
-    model = base.model.model_dump()
-    model.update({k: v for k, v in source.geometry.items() if k != "anchors"})
-    model.update({k: v for k, v in overrides.items() if v is not None})
     stated = {k: v for k, v in source.geometry.items() if k != "anchors"}
+    model = base.model.model_dump()
+    model.update(stated)
+    model.update({k: v for k, v in overrides.items() if v is not None})
     changed = [k for k, v in stated.items() if k in base.model.model_fields_set and getattr(base.model, k) != v]
     if changed:
         log.info("the source's own geometry replaces the config's: %s",
@@ -67,14 +68,8 @@ def resolve_config(source: SourceWeights, base: Config, overrides: dict) -> Conf
     data["data"]["class_map"] = {k: v for k, v in base.data.class_map.items() if v in model["classes"]}
     try:
         cfg = Config.model_validate(data)
-    except Exception as exc:  # pydantic ValidationError: one line naming the key
-        from pydantic import ValidationError
-
-        from squeezedet.config import format_validation_error
-
-        if isinstance(exc, ValidationError):
-            raise ModelFileError(format_validation_error(exc, f"{source.path} (import)")) from None
-        raise
+    except ValidationError as exc:  # one line naming the key
+        raise ModelFileError(format_validation_error(exc, f"{source.path} (import)")) from None
     _check_head(source, cfg)
     if "anchors" in source.geometry:
         _check_anchors(source, cfg)
