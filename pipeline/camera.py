@@ -137,8 +137,8 @@ class CameraWorker:
 
     # -- frame loop --------------------------------------------------------------------------------
     def _loop(self) -> None:
-        """Pipelined: frame N+1 goes to the detector before frame N is tracked and reported, so the detector
-        never waits for this thread's bookkeeping (one frame in flight per camera)."""
+        """Pipelined: frame N+1 goes to the detector before frame N is decoded, tracked and reported, so the
+        detector never waits for this thread's bookkeeping (one frame in flight per camera)."""
         max_frames = self.run_cfg.max_frames
         pipelined = self.pipelined()
         pending = None  # (frame, request) in the detector, not yet processed
@@ -155,11 +155,21 @@ class CameraWorker:
                         self.reason = "end of input"
                         break
                     continue
-                previous = self._collect(pending)
+                # The detector must never wait for this thread: the next frame is resized before the one in
+                # flight is done, handed in the moment it is, and only then is the finished one decoded.
                 try:
-                    request = self.shared.submit(self.name, frame.image)
+                    prepared = self.shared.prepare(frame.image)
                 except Exception as exc:  # noqa: BLE001 - e.g. a frame the resize rejects: counted in _finish
+                    prepared = exc
+                if pending is not None and not isinstance(pending[1], BaseException):
+                    pending[1].done.wait()
+                try:
+                    if isinstance(prepared, BaseException):
+                        raise prepared
+                    request = self.shared.submit(self.name, frame.image, prepared)
+                except Exception as exc:  # noqa: BLE001 - counted in _finish
                     request = exc
+                previous = self._collect(pending)
                 if pending is not None:
                     self._finish(pending[0], previous)
                 pending = (frame, request)

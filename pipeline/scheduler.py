@@ -90,11 +90,18 @@ class SharedDetector:
         """Detections for ``camera``'s frame; blocks while other cameras' frames are served first."""
         return self.wait(self.submit(camera, image))
 
-    def submit(self, camera: str, image: np.ndarray) -> _Request:
-        """Hand in ``camera``'s frame without waiting (one frame per camera at a time): the camera can
-        post-process its previous frame while the detector runs this one. ``wait()`` collects it."""
+    def prepare(self, image: np.ndarray) -> tuple[Detector, np.ndarray]:
+        """The model input for ``image`` (resized for the current detector), on the caller's thread: a
+        camera prepares its next frame while the detector still runs its previous one."""
         detector = self.detector
-        batch = detector.prepare(image)  # on the camera's thread, not the detector's
+        return detector, detector.prepare(image)
+
+    def submit(self, camera: str, image: np.ndarray,
+               prepared: tuple[Detector, np.ndarray] | None = None) -> _Request:
+        """Hand in ``camera``'s frame without waiting (one frame per camera at a time): the camera can
+        post-process its previous frame while the detector runs this one. ``wait()`` collects it.
+        ``prepared`` is what ``prepare(image)`` returned (a model swapped since is re-prepared for)."""
+        detector, batch = prepared or self.prepare(image)
         with self._cond:
             req = _Request(image, self.total, batch, detector)
             if self._stop:

@@ -80,6 +80,46 @@ def test_looping_file_keeps_counting(tmp_path):
     assert [f.index for f in frames] == list(range(8)) and not src.ended
 
 
+def test_looping_file_seeks_back_instead_of_reopening(tmp_path):
+    """Each loop starts again at the real first frame, through one open capture (a reopen costs 3x a seek)."""
+    from pipeline.sources import open_capture
+
+    video = make_video(tmp_path / "v.avi", [[(0, col, RED)] for col in (1, 4, 7)])
+    opened = []
+    src = FrameSource(SourceConfig(uri=str(video), loop=True), opener=lambda cfg: opened.append(1) or open_capture(cfg))
+    src.open()
+    src.start()
+    frames = drain(src, limit=8)
+    src.stop()
+    lit = [int(np.argmax(f.image[0:32, :, 0].reshape(32, -1, 32).mean(axis=(0, 2)))) for f in frames]
+    assert lit == [1, 4, 7, 1, 4, 7, 1, 4]
+    assert len(opened) == 1
+
+
+class SeekNowhere(FakeCapture):
+    """A capture that claims to seek but keeps failing reads: the source must reopen, not spin."""
+
+    def set(self, prop, value):
+        return True
+
+
+def test_looping_file_whose_seek_does_not_work_is_reopened(tmp_path):
+    video = make_video(tmp_path / "v.avi", [[(0, 0, RED)]] * 2)
+    caps = []
+
+    def opener(cfg):
+        caps.append(SeekNowhere(2, start=10 * len(caps)))
+        return caps[-1]
+
+    src = FrameSource(SourceConfig(uri=str(video), loop=True), opener=opener)
+    src.open()
+    src.start()
+    frames = drain(src, limit=6)
+    src.stop()
+    assert [int(f.image[0, 0, 0]) for f in frames] == [1, 2, 11, 12, 21, 22]
+    assert len(caps) >= 3 and all(c.released for c in caps)  # the reader prefetches ahead of drain()
+
+
 def test_folder_in_name_order_skipping_unreadable(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
