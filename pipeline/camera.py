@@ -12,7 +12,6 @@ Local consumers (the HTTP server) read a camera through ``latest()``, ``stats()`
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter, deque
@@ -186,13 +185,8 @@ class CameraWorker:
             self.finished.set()
 
     def pipelined(self) -> bool:
-        """run.pipeline, with auto = on when the model's inference threads leave at least one core free."""
-        mode = getattr(self.run_cfg, "pipeline", "auto")
-        if mode != "auto":
-            return mode == "on"
-        threads = getattr(getattr(self.shared.detector, "model", None), "options", None)
-        threads = getattr(threads, "num_threads", None) or os.cpu_count() or 1
-        return threads < (os.cpu_count() or 1)
+        """run.pipeline: auto and on pipeline; off takes each frame only after the previous one is reported."""
+        return getattr(self.run_cfg, "pipeline", "auto") != "off"
 
     def _collect(self, pending):
         """Wait for the frame in flight: its Result, or the exception the detector raised for it."""

@@ -262,10 +262,15 @@ class MqttConfig(_Strict):
 class RunConfig(_Strict):
     max_frames: int | None = Field(None, ge=1)  #: stop after this many processed frames
     stop_at_end: bool = True  #: a non-looping file or folder ends the daemon when exhausted
-    #: Hand frame N+1 to the detector while frame N is tracked and reported. auto: only when the model's
-    #: threads leave a core free; with every core inferring, the overlapping resize/decode work stalls the
-    #: interpreter's threads more than it saves (measured: docs/edge.md#throughput).
+    #: Hand frame N+1 to the detector the moment frame N leaves it, and decode, track and report N while
+    #: N+1 runs (auto = on). off: take a frame only after the previous one is reported - the freshest frame
+    #: from a live camera, at the cost of the engine idling for that work (on 2 busy cores: 3 % fewer
+    #: frames a second, docs/edge.md#throughput).
     pipeline: Literal["auto", "on", "off"] = "auto"
+    #: OpenCV's threads for colour conversion and resizing; None = OpenCV's default (one per core).
+    #: One: every frame's few ms of OpenCV work then costs one core instead of a second core's pool thread
+    #: waking, which the inference threads need (daemon CPU per frame 9.1 -> 7.0 ms on the 2-core machine).
+    opencv_threads: int | None = Field(1, ge=1)
     output_video: str | None = None  #: annotated debug video, written atomically on exit
     output_fps: float | None = Field(None, gt=0)  #: default: the source's frame rate
     #: Touched after processed frames (at most once a second): `squeezedet-edge --healthcheck` and the

@@ -45,7 +45,10 @@ class Daemon:
     ``opener`` replaces OpenCV for every camera (tests), or maps camera name -> opener."""
 
     def __init__(self, cfg: EdgeConfig, opener: Opener | dict[str, Opener] | None = None):
+        import cv2
+
         self.cfg = cfg
+        cv2.setNumThreads(cfg.run.opencv_threads or -1)  # process-wide (the daemon is its own process); -1: default
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._last_heartbeat = float("-inf")

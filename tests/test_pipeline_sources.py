@@ -3,6 +3,7 @@
 import logging
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -94,6 +95,20 @@ def test_looping_file_seeks_back_instead_of_reopening(tmp_path):
     lit = [int(np.argmax(f.image[0:32, :, 0].reshape(32, -1, 32).mean(axis=(0, 2)))) for f in frames]
     assert lit == [1, 4, 7, 1, 4, 7, 1, 4]
     assert len(opened) == 1
+
+
+@pytest.mark.parametrize("threads, expected", [(None, 1), (2, 2)])
+def test_video_file_decoder_threads(threads, expected):
+    """Files decode on one thread unless told otherwise: frame threading costs CPU the detector needs."""
+    from pipeline.sources import open_capture
+
+    video = Path(__file__).resolve().parents[1] / "assets" / "demo" / "highway_dashcam.mp4"  # H.264
+    cap = open_capture(SourceConfig(uri=str(video), decode_threads=threads))
+    try:
+        assert cap.get(cv2.CAP_PROP_N_THREADS) == expected
+        assert cap.read()[0]
+    finally:
+        cap.release()
 
 
 class SeekNowhere(FakeCapture):
