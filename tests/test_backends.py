@@ -6,6 +6,7 @@ only when its extra is not installed (CI installs both)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -261,3 +262,45 @@ def test_onnx_model_without_uint8_input_is_a_one_line_error(tmp_path):
     write_metadata(path, ModelMetadata(class_names=["car"], input_width=16, input_height=16, anchor_shapes=[[8.0, 8.0]]))
     with pytest.raises(ModelFileError, match=r"float_in.onnx: input type float32 \(the contract is uint8 RGB"):
         Detector(path, backend="onnxruntime")
+
+
+@pytest.mark.slow
+def test_openvino_layer_profile_counts_every_mac_and_prints_the_floor(exports, tiny_trained, capsys):
+    """benchmarks/openvino_layer_profile.py: the MACs it reads from the IR are the Keras model's conv MACs
+    (plus the 3x3-channel normalisation at full resolution), and it prints a floor below the measured time."""
+    need("openvino")
+    import importlib.util
+
+    import keras
+    import openvino as ov
+
+    from squeezedet.model import build_model
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "openvino_layer_profile.py"
+    spec = importlib.util.spec_from_file_location("openvino_layer_profile", path)
+    profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile)
+
+    model = build_model(tiny_trained.config.model, training_dropout=False)
+    expected = []
+
+    def walk(layer):
+        for sub in getattr(layer, "layers", []):
+            walk(sub)
+        if isinstance(layer, keras.layers.Conv2D):
+            oh, ow, co = layer.output.shape[1:]
+            kh, kw, ci, _ = layer.kernel.shape
+            expected.append(oh * ow * kh * kw * ci * co)
+
+    walk(model)
+    w, h = tiny_trained.config.model.input_size
+    xml = exports["openvino", "int8"]
+    macs = profile.conv_macs(ov.Core().read_model(str(xml)))
+    assert sorted(macs.values()) == sorted(expected + [h * w * 3 * 3])
+
+    assert profile.main([str(xml), "--threads", "1", "--runs", "3", "--keras-ms", "100"]) == 0
+    out = capsys.readouterr().out
+    floor = float(re.search(r"would still take ([\d.]+) ms", out).group(1))
+    median = float(re.search(r"median ([\d.]+) ms per frame", out).group(1))
+    assert 0 < floor <= median
+    assert f"{sum(macs.values()) / 1e9:.2f} GMAC" in out
