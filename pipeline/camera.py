@@ -79,6 +79,7 @@ class CameraWorker:
         self.reason = ""  #: why the loop ended
         self.last_frame_time: float | None = None  #: epoch seconds of the last processed frame
         self._source_state = ("starting", "")
+        self._end_detail = "end of input"
         self._latest: LatestFrame | None = None
         self._labels: tuple[str, ...] = ()
         self._model_id = shared.detector.model_id if shared is not None else None
@@ -150,9 +151,11 @@ class CameraWorker:
                     if pending is not None:  # nothing new yet: finish the frame in flight now
                         self._complete(*pending)
                         pending = None
-                    if self.source.ended and self.run_cfg.stop_at_end:
-                        self.reason = "end of input"
-                        break
+                    if self.source.ended:
+                        self._report_end()
+                        if self.run_cfg.stop_at_end:
+                            self.reason = "end of input"
+                            break
                     continue
                 # The detector must never wait for this thread: the next frame is resized before the one in
                 # flight is done, handed in the moment it is, and only then is the finished one decoded.
@@ -276,8 +279,17 @@ class CameraWorker:
 
     # -- callbacks ---------------------------------------------------------------------------------
     def _on_source_status(self, state: str, detail: str) -> None:
+        if state == "ended":  # reported by the loop once the last frame has been processed (_report_end)
+            self._end_detail = detail
+            return
         self._source_state = (state, detail)
         self.reporter.status(state=state, detail=detail)
+
+    def _report_end(self) -> None:
+        """The source is exhausted and its last frame reported: now the camera may go offline."""
+        if self._source_state[0] != "ended":
+            self._source_state = ("ended", self._end_detail)
+            self.reporter.status(state="ended", detail=self._end_detail)
 
     def _record(self, payload: dict) -> None:
         with self._lock:

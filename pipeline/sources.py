@@ -229,7 +229,9 @@ class FrameSource:
         except queue.Empty:
             return None
         if item is _END:
-            self._ended.set()
+            if not self._ended.is_set():
+                self._ended.set()
+                self._on_status("ended", "end of input")
             return None
         return item
 
@@ -268,8 +270,7 @@ class FrameSource:
                 log.warning("source lost", extra={"fields": {"camera": self.camera, "uri": redact_uri(self.cfg.uri)}})
                 self._problem = "stream lost"
             elif not self.cfg.loop:
-                self._on_status("ended", "end of input")
-                self._put(_END)
+                self._put(_END)  # "ended" is reported when the camera takes it, after the frames queued before it
                 return
             else:
                 attempt = 0  # a loop restart is a plain reopen, no back-off yet

@@ -71,6 +71,24 @@ def test_file_is_read_in_order_and_ends(tmp_path):
     assert statuses == ["online", "ended"]
 
 
+def test_file_reports_ended_only_once_its_last_frame_is_taken(tmp_path):
+    """The reader reaches the end of the file while frames still wait in its queue: the camera (and its MQTT
+    availability) must stay online until they have been taken."""
+    video = make_video(tmp_path / "v.avi", [[(0, 0, RED)]] * 5)
+    statuses = []
+    src = FrameSource(SourceConfig(uri=str(video), prefetch=8), on_status=lambda s, d: statuses.append(s))
+    src.open()
+    src.start()
+    deadline = time.monotonic() + 2.0
+    while src.queue_depth < 6 and time.monotonic() < deadline:  # 5 frames + the end marker, all read
+        time.sleep(0.01)
+    assert src.queue_depth == 6
+    assert statuses == ["online"] and not src.ended
+    frames = drain(src)
+    src.stop()
+    assert len(frames) == 5 and statuses == ["online", "ended"]
+
+
 def test_looping_file_keeps_counting(tmp_path):
     video = make_video(tmp_path / "v.avi", [[(0, 0, RED)]] * 3)
     src = FrameSource(SourceConfig(uri=str(video), loop=True))

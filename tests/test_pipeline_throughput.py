@@ -109,3 +109,21 @@ def test_daemon_sets_opencv_threads(tiny_model, car_video):
             assert cv2.getNumThreads() == expected
     finally:
         cv2.setNumThreads(before)
+
+
+def test_camera_reports_ended_after_its_last_frame(tiny_model, car_video, monkeypatch):
+    """The reader reaches the end of the file while frames are still queued and one is in the detector:
+    the camera's 'ended' status (its MQTT availability goes offline with it) follows its last frame."""
+    from pipeline.reporter import Reporter
+
+    calls = []
+    frame, status = Reporter.frame, Reporter.status
+    monkeypatch.setattr(Reporter, "frame", lambda self, index, *a, **k: calls.append(("frame", index))
+                        or frame(self, index, *a, **k))
+    monkeypatch.setattr(Reporter, "status", lambda self, **f: calls.append(("status", f.get("state")))
+                        or status(self, **f))
+    daemon = Daemon(EdgeConfig.model_validate(edge_config(tiny_model, car_video, run={"max_frames": None})))
+    assert daemon.run() == 0 and daemon.frames == 20
+    ended = calls.index(("status", "ended"))
+    assert calls[ended - 1] == ("frame", 19)
+    assert [c for c in calls if c[0] == "frame"] == [("frame", i) for i in range(20)]
