@@ -69,13 +69,18 @@ def test_onnxruntime_provider_list_skips_missing_and_ends_with_cpu(tmp_path):
 
 
 def test_first_format_sidecars_still_load(tmp_path):
-    """The bundled model's sidecar is squeezedet-tflite/1 (hash under tflite_sha256)."""
-    legacy = json.loads(sidecar_path(BUNDLED).read_text())
-    assert legacy["format"] == "squeezedet-tflite/1"
-    meta = read_metadata(BUNDLED)
-    assert meta.model_sha256 == legacy["tflite_sha256"] and meta.model_format == "tflite"
+    """A squeezedet-tflite/1 sidecar (hash under tflite_sha256, no model_format / weights_sha256), as the
+    bundled model had until it was re-exported, still reads."""
+    current = json.loads(sidecar_path(BUNDLED).read_text())
+    assert current["format"] == FORMAT
+    legacy = {k: v for k, v in current.items() if k not in ("model_sha256", "model_format", "weights_sha256")}
+    legacy.update({"format": "squeezedet-tflite/1", "tflite_sha256": current["model_sha256"]})
     model = tmp_path / "m.tflite"
     shutil.copy(BUNDLED, model)
+    sidecar_path(model).write_text(json.dumps(legacy))
+    meta = read_metadata(model)
+    assert meta.model_sha256 == legacy["tflite_sha256"] and meta.model_format == "tflite"
+    assert meta == read_metadata(BUNDLED)
     sidecar_path(model).write_text(json.dumps({**legacy, "tflite_sha256": "0" * 64}))
     with pytest.raises(ModelFileError, match="m.json: tflite_sha256 does not match m.tflite"):
         read_metadata(model)
@@ -162,11 +167,13 @@ def test_raw_outputs_match_keras(exports, tiny_trained, sample_root, fmt, quant,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt, min_agreement, min_iou", [
-    # Measured on this overfitted model (|logits| up to ~300, calibrated on 8 images): ONNX Runtime u8u8
-    # 17/23 (worst IoU 0.69), OpenVINO/NNCF 19/23 (0.80), TFLite 21/23 (0.87, tests/test_export.py). On the
-    # real KITTI model all three keep Car moderate AP within 0.5 point of fp32 (benchmarks/export_compare.py).
-    ("onnx", 0.7, 0.6),
-    ("openvino", 0.8, 0.75),
+    # Measured on this overfitted 384x128 model (|logits| up to ~300, calibrated on 8 images), its 26
+    # confident detections, boxes in 1242x375 frame pixels (one model pixel = 3.2 of them): reproduced with
+    # IoU > 0.8 by ONNX Runtime u8u8 23/26 (worst IoU 0.75), OpenVINO/NNCF 22/26 (0.60), TFLite 23/26 (0.76,
+    # tests/test_export.py); every one of them with IoU > 0.5. On the real KITTI model all three keep Car
+    # moderate AP within 0.15 point of fp32 (benchmarks/export_compare.py).
+    ("onnx", 0.85, 0.7),
+    ("openvino", 0.8, 0.55),
 ])
 def test_int8_detections_match_fp32_on_real_images(exports, tiny_trained, fmt, min_agreement, min_iou):
     need(fmt)
@@ -174,9 +181,11 @@ def test_int8_detections_match_fp32_on_real_images(exports, tiny_trained, fmt, m
 
     images = [read_image_rgb(p) for p in calibration.list_images(tiny_trained.data_root, "train.txt")]
     fp32, int8 = ModelPredictor(exports[fmt, "fp32"]), ModelPredictor(exports[fmt, "int8"])
-    agree = detection_agreement([fp32.predict(im) for im in images], [int8.predict(im) for im in images])
+    ref, got = [fp32.predict(im) for im in images], [int8.predict(im) for im in images]
+    agree = detection_agreement(ref, got, min_iou=0.8)
     assert agree["confident"] >= 4, agree
     assert agree["agreement"] >= min_agreement and agree["worst_iou"] > min_iou, agree
+    assert detection_agreement(ref, got, min_iou=0.5)["agreement"] == 1.0  # no object lost
 
 
 @pytest.mark.slow

