@@ -5,7 +5,7 @@ was trained); pixel normalisation lives inside the model graph, so images stay u
 
 The resize is bilinear in both directions: it is what the SqueezeDet authors trained and evaluated their
 published KITTI weights with (``cv2.resize`` at its default), and it costs a fifth of INTER_AREA on the
-device (1280x720 -> 960x288: 0.9 ms against 4.4 ms on one x86 core; see docs/backends.md), which the
+device (1280x720 -> 960x288: 0.9 ms against 4.4 ms on one x86 core; docs/edge.md#throughput), which the
 daemon pays on every frame. Measured on the sample val split, the bundled model's Car AP moved by less
 than the split's noise when it was switched (MODEL_CARD.md has the numbers).
 """
