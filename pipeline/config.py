@@ -56,6 +56,10 @@ class SourceConfig(_Strict):
     #: 4.9 ms on 1) that the detector needs when it keeps every core busy; a live stream too big for one
     #: core to decode in real time (4K, or 1080p on a Pi without hardware decode) needs more.
     decode_threads: int | None = Field(None, ge=1)
+    #: Hardware video decode for files and streams (OpenCV's FFmpeg backend): none, any (the first one that
+    #: works, else software), or a named API (vaapi: Intel/AMD on Linux; drm; d3d11 and mfx: Windows). A
+    #: named API that is not available fails the source with one line; ``any`` falls back and logs it.
+    hwaccel: Literal["none", "any", "vaapi", "drm", "d3d11", "mfx"] = "none"
 
     @model_validator(mode="after")
     def _backoff_order(self):

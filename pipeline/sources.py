@@ -128,17 +128,37 @@ def open_capture(cfg) -> Capture:
     elif kind == "stream":
         ms = int(cfg.stream_timeout_s * 1000)
         threads = [cv2.CAP_PROP_N_THREADS, cfg.decode_threads] if cfg.decode_threads else []
-        cap = cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG,
-                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms, *threads])
+        cap = cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms, *threads, *_hwaccel(cfg)])
     elif kind == "pipeline":
         cap = cv2.VideoCapture(cfg.uri, cv2.CAP_GSTREAMER)
     else:
         api = cv2.CAP_FFMPEG if cfg.backend == "ffmpeg" else cv2.CAP_ANY
-        cap = cv2.VideoCapture(cfg.uri, api, [cv2.CAP_PROP_N_THREADS, cfg.decode_threads or 1])
+        cap = cv2.VideoCapture(cfg.uri, api, [cv2.CAP_PROP_N_THREADS, cfg.decode_threads or 1, *_hwaccel(cfg)])
     if not cap.isOpened():
         cap.release()
-        raise SourceError(f"{cfg.uri}: cannot open {kind} (unreadable, unsupported or busy)")
+        why = f"hardware decode '{cfg.hwaccel}' unavailable, or " if getattr(cfg, "hwaccel", "none") not in ("none", "any") \
+            else ""
+        raise SourceError(f"{cfg.uri}: cannot open {kind} ({why}unreadable, unsupported or busy)")
+    if kind in ("file", "stream") and getattr(cfg, "hwaccel", "none") != "none":
+        used = int(cap.get(cv2.CAP_PROP_HW_ACCELERATION))
+        log.info("video decode", extra={"fields": {"uri": redact_uri(cfg.uri), "asked": cfg.hwaccel,
+                                                   "hardware": _ACCEL_NAMES.get(used, str(used))}})
     return cap
+
+
+#: OpenCV's VideoAccelerationType values -> config names (0 = software).
+_ACCEL_NAMES = {0: "none", 1: "any", 2: "d3d11", 3: "vaapi", 4: "mfx", 5: "drm"}
+
+
+def _hwaccel(cfg) -> list[int]:
+    """VideoCapture open parameters for ``source.hwaccel`` (nothing for software decode)."""
+    import cv2
+
+    name = getattr(cfg, "hwaccel", "none")
+    if name == "none":
+        return []
+    return [cv2.CAP_PROP_HW_ACCELERATION, getattr(cv2, f"VIDEO_ACCELERATION_{name.upper()}")]
 
 
 class FrameSource:

@@ -129,6 +129,32 @@ def test_video_file_decoder_threads(threads, expected):
         cap.release()
 
 
+def test_hardware_decode_any_falls_back_to_software_and_says_which(caplog):
+    from pipeline.sources import open_capture
+
+    video = Path(__file__).resolve().parents[1] / "assets" / "demo" / "highway_dashcam.mp4"
+    with caplog.at_level(logging.INFO, logger="pipeline.sources"):
+        cap = open_capture(SourceConfig(uri=str(video), hwaccel="any"))
+    try:
+        assert cap.read()[0]
+    finally:
+        cap.release()
+    fields = next(r.fields for r in caplog.records if r.getMessage() == "video decode")
+    assert fields["asked"] == "any"
+    assert fields["hardware"] == ("none" if not Path("/dev/dri").exists() else fields["hardware"])
+
+
+def test_named_hardware_decoder_that_is_missing_is_a_one_line_error():
+    from pipeline.sources import open_capture
+
+    if Path("/dev/dri").exists():
+        pytest.skip("this machine has a DRM device: VAAPI may really work here")
+    video = Path(__file__).resolve().parents[1] / "assets" / "demo" / "highway_dashcam.mp4"
+    with pytest.raises(SourceError, match=r"highway_dashcam.mp4: cannot open file \(hardware decode 'vaapi' "
+                                          r"unavailable, or unreadable"):
+        open_capture(SourceConfig(uri=str(video), hwaccel="vaapi"))
+
+
 class SeekNowhere(FakeCapture):
     """A capture that claims to seek but keeps failing reads: the source must reopen, not spin."""
 
