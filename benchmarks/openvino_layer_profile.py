@@ -2,8 +2,9 @@
 
 Runs an OpenVINO IR with per-layer performance counters (the plugin's own timings, in the fused graph it
 really executes), joins every convolution with its multiply-accumulate count read from the IR, and prints
-per-layer ms, GMAC/s and the kernel each ran on. The best convolution rate bounds the whole network from
-below: no schedule of these layers on this CPU runs faster than total MACs / best rate. With --keras-ms
+per-layer ms, GMAC/s and the kernel each ran on. The best convolution rate gives a floor for the whole
+network: total MACs / best rate is what it would take if every layer ran as fast as OpenVINO's best kernel
+does here (a measured rate, not the CPU's theoretical peak). With --keras-ms
 (Keras fp32 in the same conditions, from benchmarks/export_compare.py) it prints the best speed-up over
 Keras that bound allows.
 

@@ -135,9 +135,13 @@ def open_capture(cfg) -> Capture:
     else:
         api = cv2.CAP_FFMPEG if cfg.backend == "ffmpeg" else cv2.CAP_ANY
         cap = cv2.VideoCapture(cfg.uri, api, [cv2.CAP_PROP_N_THREADS, cfg.decode_threads or 1, *_hwaccel(cfg)])
+        if not cap.isOpened() and cfg.decode_threads is None and cfg.hwaccel == "none":
+            cap.release()  # a reader other than FFmpeg may refuse the decoder-thread hint: open as before
+            cap = cv2.VideoCapture(cfg.uri, api)
     if not cap.isOpened():
         cap.release()
-        why = f"hardware decode '{cfg.hwaccel}' unavailable, or " if getattr(cfg, "hwaccel", "none") not in ("none", "any") \
+        hw = getattr(cfg, "hwaccel", "none")
+        why = f"hardware decode '{hw}' unavailable, or " if kind in ("file", "stream") and hw not in ("none", "any") \
             else ""
         raise SourceError(f"{cfg.uri}: cannot open {kind} ({why}unreadable, unsupported or busy)")
     if kind in ("file", "stream") and getattr(cfg, "hwaccel", "none") != "none":
@@ -158,7 +162,10 @@ def _hwaccel(cfg) -> list[int]:
     name = getattr(cfg, "hwaccel", "none")
     if name == "none":
         return []
-    return [cv2.CAP_PROP_HW_ACCELERATION, getattr(cv2, f"VIDEO_ACCELERATION_{name.upper()}")]
+    api = getattr(cv2, f"VIDEO_ACCELERATION_{name.upper()}", None)
+    if api is None:
+        raise SourceError(f"{cfg.uri}: hwaccel {name} is not supported by this OpenCV build ({cv2.__version__})")
+    return [cv2.CAP_PROP_HW_ACCELERATION, api]
 
 
 class FrameSource:
@@ -267,18 +274,20 @@ class FrameSource:
     def _read_loop(self) -> None:
         attempt = 0
         rewound = False  # the last thing done was a seek back to the start, no frame read since
+        read_since_open = True  # a frame was read since the capture was (re)opened
+        empty_opens = 0  # looping file: reopens in a row that gave no frame (they back off like reconnects)
         while not self._stop.is_set():
             if self._cap is None:
                 attempt += 1
                 if not self._reconnect(attempt):
                     continue
-                attempt = 0
+                attempt, read_since_open = 0, False
             if self._first is not None:
                 ok, bgr, self._first = True, self._first, None
             else:
                 ok, bgr = self._read()
             if ok and bgr is not None:
-                rewound = False
+                rewound, read_since_open, empty_opens = False, True, 0
                 self._deliver(bgr)
                 continue
             if self.cfg.loop and not self.live and not rewound and self._rewind():
@@ -292,8 +301,9 @@ class FrameSource:
             elif not self.cfg.loop:
                 self._put(_END)  # "ended" is reported when the camera takes it, after the frames queued before it
                 return
-            else:
-                attempt = 0  # a loop restart is a plain reopen, no back-off yet
+            else:  # a loop restart is a plain reopen; a file that keeps opening without frames backs off
+                empty_opens = 0 if read_since_open else empty_opens + 1
+                attempt = empty_opens
 
     def _read(self):
         """cap.read(), with a backend exception counted as a failed read rather than a dead thread."""
@@ -307,8 +317,8 @@ class FrameSource:
 
     def _rewind(self) -> bool:
         """A looping video file starts again by seeking to frame 0: a third of the cost of reopening it
-        (14 ms against 35-48 ms for the 720p sample clip), paid every loop. False when the capture
-        cannot seek (then it is reopened)."""
+        (14 ms against 35-48 ms for the 720p sample clip), paid every loop. OpenCV may report a seek as
+        done that was not: the read after it then fails, and the caller reopens the file instead."""
         if self.kind != "file" or not hasattr(self._cap, "set"):
             return False
         import cv2
