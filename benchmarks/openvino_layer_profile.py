@@ -18,8 +18,20 @@ import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+
+
+class Layer(NamedTuple):
+    """One executed node: its time per frame, and MACs and rate when it is a convolution of the IR."""
+
+    ms: float
+    name: str
+    kind: str
+    kernel: str
+    macs: int
+    rate: float | None  #: GMAC/s
 
 
 def parse_args(argv=None):
@@ -82,23 +94,23 @@ def main(argv=None) -> int:
     rows = []
     for (name, kind, kernel), ms in per_layer.items():
         m = macs.get(name, 0)
-        rows.append((ms, name, kind, kernel, m, m / ms / 1e6 if m and ms > 0 else None))
-    rows.sort(reverse=True)
+        rows.append(Layer(ms, name, kind, kernel, m, m / ms / 1e6 if m and ms > 0 else None))
+    rows.sort(key=lambda r: r.ms, reverse=True)
     print(f"{path.name}: input {'x'.join(map(str, shape))}, {args.threads} threads, {args.runs} runs, "
           f"openvino {ov.get_version()}")
     print(f"median {median:.1f} ms per frame; layers add up to {counted:.1f} ms; "
           f"{len(macs)} convolutions, {total_macs / 1e9:.2f} GMAC\n")
     print("| ms | share | layer | type | kernel | MMAC | GMAC/s |")
     print("|---|---|---|---|---|---|---|")
-    for ms, name, kind, kernel, m, rate in rows[:args.top]:
-        print(f"| {ms:.2f} | {ms / counted:.0%} | {short_name(name)} | {kind} | {kernel} | {m / 1e6:.0f} | "
-              f"{'-' if rate is None else f'{rate:.0f}'} |")
+    for r in rows[:args.top]:
+        print(f"| {r.ms:.2f} | {r.ms / counted:.0%} | {short_name(r.name)} | {r.kind} | {r.kernel} | "
+              f"{r.macs / 1e6:.0f} | {'-' if r.rate is None else f'{r.rate:.0f}'} |")
     by_kind: dict[str, float] = defaultdict(float)
-    for ms, _, kind, kernel, _, _ in rows:
-        by_kind[f"{kind} ({kernel})"] += ms
+    for r in rows:
+        by_kind[f"{r.kind} ({r.kernel})"] += r.ms
     print("\nby layer type: " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])))
-    conv_ms = sum(ms for ms, *_rest in rows if _rest[3])
-    best = max((r[5] for r in rows if r[5] is not None), default=None)
+    conv_ms = sum(r.ms for r in rows if r.macs)
+    best = max((r.rate for r in rows if r.rate is not None), default=None)
     if best is None:
         print("no convolution matched its MAC count: nothing to bound")
         return 0
