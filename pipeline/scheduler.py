@@ -15,6 +15,14 @@ camera's frame is always decoded with the class names of the model that saw it.
 The inference thread runs the engine and nothing else: each camera's thread resizes its frame to the
 model input when it hands it in and decodes the raw output when it collects it, so with several cameras
 (or one camera pipelining, see CameraWorker) that work overlaps inference instead of queueing behind it.
+
+A frame handed to an idle detector is started before ``submit`` returns. The camera thread goes on to
+Python work (decoding and tracking its previous frame) that holds the GIL, and the detector thread, woken
+for the new frame, needs the GIL to start the engine: left to the interpreter it waits until the camera
+thread lets go, up to the 5 ms switch interval (1.5 ms median between frames on the sample clip,
+docs/edge.md#throughput). Waiting on an Event releases the GIL, so the engine starts first (0.2 ms) and
+then runs without the GIL while the camera works. A busy detector needs no such wait: it goes from one
+frame to the next without giving up the GIL.
 """
 
 from __future__ import annotations
@@ -27,6 +35,10 @@ import numpy as np
 
 from pipeline.detector import Detector
 from squeezedet.core.postprocess import Detections
+
+#: Longest a camera waits for an idle detector to start its frame (it starts in well under a millisecond;
+#: the bound only keeps a stalled detector thread from holding the camera).
+HANDOFF_WAIT_S = 0.1
 
 
 @dataclass
@@ -46,6 +58,7 @@ class _Request:
     prepared_for: Detector | None = None  # the detector whose input size ``batch`` has
     queued: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
+    taken: threading.Event = field(default_factory=threading.Event)  # the detector thread has started on it
     raw: np.ndarray | None = None
     detector: Detector | None = None  # the detector that ran it
     inference_ms: float = 0.0
@@ -66,6 +79,7 @@ class SharedDetector:
         self._cond = threading.Condition()
         self._next = 0  # index in self.cameras where the next round-robin scan starts
         self._stop = False
+        self._busy = False  # a request is in the engine (set and cleared under _cond)
         self._thread = threading.Thread(target=self._run, name="detector", daemon=True)
 
     def start(self) -> None:
@@ -76,6 +90,7 @@ class SharedDetector:
             self._stop = True
             for req in self._pending.values():
                 req.error = RuntimeError("detector stopped")
+                req.taken.set()
                 req.done.set()
             self._pending.clear()
             self._cond.notify_all()
@@ -100,7 +115,8 @@ class SharedDetector:
                prepared: tuple[Detector, np.ndarray] | None = None) -> _Request:
         """Hand in ``camera``'s frame without waiting (one frame per camera at a time): the camera can
         post-process its previous frame while the detector runs this one. ``wait()`` collects it.
-        ``prepared`` is what ``prepare(image)`` returned (a model swapped since is re-prepared for)."""
+        ``prepared`` is what ``prepare(image)`` returned (a model swapped since is re-prepared for).
+        If the detector is idle, returns once it has started on the frame (module docstring: the GIL)."""
         detector, batch = prepared or self.prepare(image)
         with self._cond:
             req = _Request(image, self.total, batch, detector)
@@ -108,8 +124,11 @@ class SharedDetector:
                 raise RuntimeError("detector stopped")
             if camera in self._pending:
                 raise RuntimeError(f"camera {camera} already has a frame in the detector")
+            idle = not self._busy and not self._pending and self._thread.is_alive()
             self._pending[camera] = req
             self._cond.notify_all()
+        if idle:
+            req.taken.wait(HANDOFF_WAIT_S)
         return req
 
     @staticmethod
@@ -129,6 +148,7 @@ class SharedDetector:
                 self._cond.wait(0.5)
             if self._stop:
                 return None
+            self._busy = True
             n = len(self.cameras)
             for k in range(n):
                 name = self.cameras[(self._next + k) % n]
@@ -144,6 +164,7 @@ class SharedDetector:
             if item is None:
                 return
             name, req = item
+            req.taken.set()  # the submitting camera may go on; it takes the GIL back once the engine runs
             detector = self.detector  # read once: a swap lands between requests, never inside one
             started = time.monotonic()
             with self._cond:
@@ -158,4 +179,5 @@ class SharedDetector:
             with self._cond:
                 self.served[name] = self.served.get(name, 0) + 1
                 self.total += 1
+                self._busy = False
             req.done.set()
