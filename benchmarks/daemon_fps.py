@@ -9,6 +9,8 @@ The two are measured in alternating rounds (back end, daemon, back end, daemon, 
 the median of the per-round ratios: on a shared host the speed drifts by 10-20 % over a minute, which
 one back-end run followed by one daemon run would report as a change in the ratio.
 ``--cpu`` adds where the daemon's CPU goes per frame, per thread (Linux /proc), in the last round.
+The "engine" line splits the daemon's frame time into the engine running (slower than alone when the
+other threads share its cores) and the engine idle between frames (a hand-off problem, not a CPU one).
 
     python benchmarks/daemon_fps.py [--model M] [--backend B] [--video V] [--frames N] [--rounds R]
                                     [--threads T] [--mqtt HOST:PORT] [--cpu]
@@ -90,9 +92,9 @@ def thread_cpu_ms() -> dict[str, float]:
 
 
 def daemon_fps(model_path: str, backend: str, video: str, frames: int, threads: int, mqtt: str | None,
-               warmup: int, pipeline: str = "auto", cpu: bool = False) -> tuple[float, int, int, dict]:
-    """(steady-state fps, frames processed, frames dropped, CPU ms per frame by thread) of the full daemon
-    on the clip (looped)."""
+               warmup: int, pipeline: str = "auto", cpu: bool = False) -> tuple[float, int, int, dict, float]:
+    """(steady-state fps, frames processed, frames dropped, CPU ms per frame by thread, mean engine ms per
+    frame) of the full daemon on the clip (looped)."""
     host, _, port = (mqtt or "localhost:1883").partition(":")
     cfg = EdgeConfig.model_validate({
         "camera": {"name": "bench"},
@@ -114,14 +116,16 @@ def daemon_fps(model_path: str, backend: str, video: str, frames: int, threads: 
             cpu1 = (done, thread_cpu_ms())
         runner.join(0.05)
     # Steady state from the camera's own per-frame completion times (monotonic), warm-up frames left out.
-    stamps = [t for camera in daemon.cameras.values() for t, _, _ in camera._recent][warmup:]
+    recent = [r for camera in daemon.cameras.values() for r in camera._recent][warmup:]
+    stamps = [t for t, _, _ in recent]
     fps = (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-9) if len(stamps) > 1 else 0.0
+    engine_ms = float(np.mean([ms for _, ms, _ in recent])) if recent else 0.0
     dropped = sum(w.source.dropped for w in daemon.cameras.values())
     per_thread = {}
     if cpu0 is not None and cpu1 is not None and cpu1[0] > cpu0[0]:
         n = cpu1[0] - cpu0[0]
         per_thread = {k: (v - cpu0[1].get(k, 0.0)) / n for k, v in cpu1[1].items() if v > cpu0[1].get(k, 0.0)}
-    return fps, daemon.frames, dropped, per_thread
+    return fps, daemon.frames, dropped, per_thread, engine_ms
 
 
 def main(argv=None) -> int:
@@ -143,15 +147,16 @@ def main(argv=None) -> int:
             print(f"daemon_fps: error: {path}: not found", file=sys.stderr)
             return 2
     threads = args.threads or default_threads()
-    raw, ours, ratios = [], [], []
+    raw, ours, ratios, engine = [], [], [], []
     try:
         bare = BareBackend(args.model, args.backend, args.video, min(args.frames, 60), threads)
         for r in range(args.rounds):
             raw.append(bare.fps(args.frames))
-            fps, done, dropped, per_thread = daemon_fps(args.model, args.backend, args.video, args.frames, threads,
+            fps, done, dropped, per_thread, engine_ms = daemon_fps(args.model, args.backend, args.video, args.frames, threads,
                                                          args.mqtt, args.warmup, args.pipeline,
                                                          cpu=args.cpu and r == args.rounds - 1)
             ours.append(fps)
+            engine.append(engine_ms)
             ratios.append(fps / raw[-1])
     except SqueezeDetError as exc:
         print(f"daemon_fps: error: {exc}", file=sys.stderr)
@@ -170,6 +175,12 @@ def main(argv=None) -> int:
           f"rounds {', '.join(f'{v:.1f}' for v in ours)}; {dropped} dropped in the last)")
     print(f"ratio:       {np.median(ratios):7.2f}  (median of the rounds: {', '.join(f'{v:.2f}' for v in ratios)}; "
           f"target >= 0.9)")
+    # Where the daemon's frame time goes: the engine running (slower than alone when other threads share its
+    # cores) or the engine waiting between frames (a hand-off problem, not a CPU one).
+    frame_ms, in_engine = 1000 / np.median(ours), float(np.median(engine))
+    print(f"engine:      {in_engine:7.1f} ms/frame inside the daemon ({in_engine - 1000 / np.median(raw):+.1f} against "
+          f"alone: sharing the cores), busy {min(in_engine / frame_ms, 1.0):.0%} of the daemon's frame time "
+          f"(idle {max(frame_ms - in_engine, 0.0):.1f} ms/frame between frames)")
     if per_thread:
         print("daemon CPU per frame, last round, by thread:")
         for name, ms in sorted(per_thread.items(), key=lambda kv: -kv[1]):
