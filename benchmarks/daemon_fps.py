@@ -175,12 +175,15 @@ def main(argv=None) -> int:
           f"rounds {', '.join(f'{v:.1f}' for v in ours)}; {dropped} dropped in the last)")
     print(f"ratio:       {np.median(ratios):7.2f}  (median of the rounds: {', '.join(f'{v:.2f}' for v in ratios)}; "
           f"target >= 0.9)")
-    # Where the daemon's frame time goes: the engine running (slower than alone when other threads share its
-    # cores) or the engine waiting between frames (a hand-off problem, not a CPU one).
-    frame_ms, in_engine = 1000 / np.median(ours), float(np.median(engine))
-    print(f"engine:      {in_engine:7.1f} ms/frame inside the daemon ({in_engine - 1000 / np.median(raw):+.1f} against "
-          f"alone: sharing the cores), busy {min(in_engine / frame_ms, 1.0):.0%} of the daemon's frame time "
-          f"(idle {max(frame_ms - in_engine, 0.0):.1f} ms/frame between frames)")
+    # Where the daemon's frame time goes, round by round: the engine call running (wall time, so it includes
+    # getting the GIL back after the engine; slower than alone when other threads share its cores) or the
+    # engine waiting between frames (a hand-off problem, not a CPU one).
+    frame_ms = [1000 / f for f in ours]
+    slower = np.median([e - 1000 / r for e, r in zip(engine, raw)])
+    busy = np.median([min(e / f, 1.0) for e, f in zip(engine, frame_ms)])
+    idle = np.median([max(f - e, 0.0) for e, f in zip(engine, frame_ms)])
+    print(f"engine:      {np.median(engine):7.1f} ms/frame inside the daemon ({slower:+.1f} against alone: sharing "
+          f"the cores), busy {busy:.0%} of the daemon's frame time (idle {idle:.1f} ms/frame between frames)")
     if per_thread:
         print("daemon CPU per frame, last round, by thread:")
         for name, ms in sorted(per_thread.items(), key=lambda kv: -kv[1]):

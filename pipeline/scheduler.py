@@ -22,7 +22,8 @@ for the new frame, needs the GIL to start the engine: left to the interpreter it
 thread lets go, up to the 5 ms switch interval (1.5 ms median between frames on the sample clip,
 docs/edge.md#throughput). Waiting on an Event releases the GIL, so the engine starts first (0.2 ms) and
 then runs without the GIL while the camera works. A busy detector needs no such wait: it goes from one
-frame to the next without giving up the GIL.
+frame to the next without giving up the GIL. So the wait ends as soon as the detector runs *any* frame:
+with several cameras, one whose frame was queued behind another camera's picked first goes on at once.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class _Request:
     prepared_for: Detector | None = None  # the detector whose input size ``batch`` has
     queued: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
-    taken: threading.Event = field(default_factory=threading.Event)  # the detector thread has started on it
+    # Set once the detector thread runs a frame: this one, or another camera's picked before it. Either way
+    # the camera that submitted it has no reason to keep waiting in submit().
+    released: threading.Event = field(default_factory=threading.Event)
     raw: np.ndarray | None = None
     detector: Detector | None = None  # the detector that ran it
     inference_ms: float = 0.0
@@ -90,7 +93,7 @@ class SharedDetector:
             self._stop = True
             for req in self._pending.values():
                 req.error = RuntimeError("detector stopped")
-                req.taken.set()
+                req.released.set()
                 req.done.set()
             self._pending.clear()
             self._cond.notify_all()
@@ -116,7 +119,8 @@ class SharedDetector:
         """Hand in ``camera``'s frame without waiting (one frame per camera at a time): the camera can
         post-process its previous frame while the detector runs this one. ``wait()`` collects it.
         ``prepared`` is what ``prepare(image)`` returned (a model swapped since is re-prepared for).
-        If the detector is idle, returns once it has started on the frame (module docstring: the GIL)."""
+        If the detector is idle, returns once it is running a frame, normally this one (module docstring:
+        the GIL); if it is busy, returns at once."""
         detector, batch = prepared or self.prepare(image)
         with self._cond:
             req = _Request(image, self.total, batch, detector)
@@ -128,7 +132,7 @@ class SharedDetector:
             self._pending[camera] = req
             self._cond.notify_all()
         if idle:
-            req.taken.wait(HANDOFF_WAIT_S)
+            req.released.wait(HANDOFF_WAIT_S)
         return req
 
     @staticmethod
@@ -149,6 +153,8 @@ class SharedDetector:
             if self._stop:
                 return None
             self._busy = True
+            for req in self._pending.values():  # the engine is busy now: no camera waits in submit() for it
+                req.released.set()
             n = len(self.cameras)
             for k in range(n):
                 name = self.cameras[(self._next + k) % n]
@@ -164,7 +170,6 @@ class SharedDetector:
             if item is None:
                 return
             name, req = item
-            req.taken.set()  # the submitting camera may go on; it takes the GIL back once the engine runs
             detector = self.detector  # read once: a swap lands between requests, never inside one
             started = time.monotonic()
             with self._cond:

@@ -318,6 +318,14 @@ class Collector:
         self.client.loop_stop()
 
 
+def state_tail(values: list[bytes], went_through: list[str]) -> bool:
+    """Whether a retained state topic delivered a non-empty tail of the values it went through. State is
+    latest value wins and the daemon connects to the broker in the background (pipeline/mqtt.py), so a value
+    set before the connection is up is superseded by the next; all of them arrive when it came up first."""
+    got = [v.decode() for v in values]
+    return 0 < len(got) <= len(went_through) and got == went_through[-len(got):]
+
+
 def run_in_thread(daemon):
     """Run a Daemon on a worker thread; returns (thread, result list holding the exit status)."""
     result: list = []

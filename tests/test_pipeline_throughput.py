@@ -82,15 +82,29 @@ def test_an_idle_detector_starts_the_frame_before_submit_returns(tiny_model):
     try:
         req_a = shared.submit("a", frame)
         returned_a = time.perf_counter()
-        assert len(started) == 1 and started[0] <= returned_a and req_a.taken.is_set()
+        assert len(started) == 1 and started[0] <= returned_a and req_a.released.is_set()
         t0 = time.perf_counter()
         req_b = shared.submit("b", frame)
         assert time.perf_counter() - t0 < 0.05  # no wait (the hand-off bound is 0.1 s, a runs for 0.2 s)
-        assert len(started) == 1 and not req_b.taken.is_set()
+        assert len(started) == 1 and not req_b.released.is_set()
         assert len(shared.wait(req_a).detections) == 1 and len(shared.wait(req_b).detections) == 1
-        assert len(started) == 2 and req_b.taken.is_set()
+        assert len(started) == 2 and req_b.released.is_set()
     finally:
         shared.stop()
+
+
+def test_a_camera_queued_behind_another_stops_waiting_once_the_detector_runs(tiny_model):
+    """Two cameras hand in frames while the detector is idle; round robin runs one of them first. The other
+    camera must not sit in submit() for that whole inference: picking any frame releases every waiting one."""
+    shared = SharedDetector(Detector(tiny_model, num_threads=1), ["a", "b"])  # not started: submit cannot wait
+    frame = cell_rect_frame([(1, 2, RED)])
+    req_b, req_a = shared.submit("b", frame), shared.submit("a", frame)
+    assert not req_a.released.is_set() and not req_b.released.is_set()
+    name, req = shared._take()  # what the detector thread does next
+    assert (name, req) == ("a", req_a)  # round robin starts at the first camera
+    assert req_a.released.is_set() and req_b.released.is_set()
+    shared.stop()
+    assert req_b.done.is_set() and isinstance(req_b.error, RuntimeError)  # stop() fails what is still queued
 
 
 ENGINE_S, PREPARE_S, DECODE_S, BOOKKEEPING_S = 0.060, 0.008, 0.008, 0.025
