@@ -173,7 +173,7 @@ def main(argv=None) -> int:
           f"rounds {', '.join(f'{v:.1f}' for v in raw)})")
     print(f"daemon:      {np.median(ours):7.1f} FPS  ({1000 / np.median(ours):.1f} ms/frame end to end; "
           f"rounds {', '.join(f'{v:.1f}' for v in ours)}; {dropped} dropped in the last)")
-    print(f"ratio:       {np.median(ratios):7.2f}  (median of the rounds: {', '.join(f'{v:.2f}' for v in ratios)}; "
+    print(f"ratio:       {np.median(ratios):7.3f}  (median of the rounds: {', '.join(f'{v:.3f}' for v in ratios)}; "
           f"target >= 0.9)")
     # Where the daemon's frame time goes, round by round: the engine call running (wall time, so it includes
     # getting the GIL back after the engine; slower than alone when other threads share its cores) or the
