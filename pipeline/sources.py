@@ -140,11 +140,11 @@ def open_capture(cfg) -> Capture:
             cap = cv2.VideoCapture(cfg.uri, api)
     if not cap.isOpened():
         cap.release()
-        hw = getattr(cfg, "hwaccel", "none")
+        hw = cfg.hwaccel
         why = f"hardware decode '{hw}' unavailable, or " if kind in ("file", "stream") and hw not in ("none", "any") \
             else ""
         raise SourceError(f"{cfg.uri}: cannot open {kind} ({why}unreadable, unsupported or busy)")
-    if kind in ("file", "stream") and getattr(cfg, "hwaccel", "none") != "none":
+    if kind in ("file", "stream") and cfg.hwaccel != "none":
         used = int(cap.get(cv2.CAP_PROP_HW_ACCELERATION))
         log.info("video decode", extra={"fields": {"uri": redact_uri(cfg.uri), "asked": cfg.hwaccel,
                                                    "hardware": _ACCEL_NAMES.get(used, str(used))}})
@@ -159,7 +159,7 @@ def _hwaccel(cfg) -> list[int]:
     """VideoCapture open parameters for ``source.hwaccel`` (nothing for software decode)."""
     import cv2
 
-    name = getattr(cfg, "hwaccel", "none")
+    name = cfg.hwaccel
     if name == "none":
         return []
     api = getattr(cv2, f"VIDEO_ACCELERATION_{name.upper()}", None)
