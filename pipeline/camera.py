@@ -165,12 +165,13 @@ class CameraWorker:
                     prepared = exc
                 if pending is not None and not isinstance(pending[1], BaseException):
                     pending[1].done.wait()
-                try:
-                    if isinstance(prepared, BaseException):
-                        raise prepared
-                    request = self.shared.submit(self.name, frame.image, prepared)
-                except Exception as exc:  # noqa: BLE001 - counted in _finish
-                    request = exc
+                if isinstance(prepared, BaseException):
+                    request = prepared
+                else:
+                    try:
+                        request = self.shared.submit(self.name, frame.image, prepared)
+                    except Exception as exc:  # noqa: BLE001 - counted in _finish
+                        request = exc
                 previous = self._collect(pending)
                 if pending is not None:
                     self._finish(pending[0], previous)
