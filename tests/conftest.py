@@ -35,15 +35,20 @@ class TinyTrained:
     output_dir: Path
 
 
+def stderr_line(capsys) -> str:
+    """What the command just wrote to stderr, which must be exactly one line (the one-line error rule)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
 def one_line_error(capsys, *argv) -> str:
     """Run the ``squeezedet`` CLI expecting a user error: exit 2 and exactly one line on stderr."""
     from squeezedet.cli import main
 
     rc = main(list(argv))
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1, err
-    return err
+    assert rc == 2, capsys.readouterr().err
+    return stderr_line(capsys)
 
 
 def make_sample_subset(dest: Path, ids, val_ids=None) -> Path:

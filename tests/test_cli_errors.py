@@ -8,16 +8,10 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, SAMPLE_ROOT, make_sample_subset
+from conftest import REPO, SAMPLE_ROOT, make_sample_subset, stderr_line
 
 from squeezedet.cli import main
 from squeezedet.errors import ModelFileError
-
-
-def _one_line_error(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
 
 
 @pytest.fixture
@@ -40,7 +34,7 @@ def test_bad_label_line_names_file_and_line(tmp_path, small_data, capsys):
     lab.write_text("\n".join(lines) + "\n")
     rc = main(["train", "--config", str(_cfg(tmp_path, small_data)), "--output", str(tmp_path / "out")])
     assert rc == 2
-    err = _one_line_error(capsys)
+    err = stderr_line(capsys)
     assert f"{lab}:3: expected 15 fields, got 7" in err
     assert not (tmp_path / "out" / "last.weights.h5").exists()
 
@@ -49,7 +43,7 @@ def test_missing_image_is_named(tmp_path, small_data, capsys):
     (small_data / "training" / "image_2" / "000003.jpg").unlink()
     rc = main(["train", "--config", str(_cfg(tmp_path, small_data)), "--output", str(tmp_path / "out")])
     assert rc == 2
-    assert "000003.{png,jpg,jpeg}: image not found" in _one_line_error(capsys)
+    assert "000003.{png,jpg,jpeg}: image not found" in stderr_line(capsys)
 
 
 def test_unknown_class_in_label_file(tmp_path, small_data, capsys):
@@ -57,7 +51,7 @@ def test_unknown_class_in_label_file(tmp_path, small_data, capsys):
     lab.write_text(lab.read_text().replace("Car", "Bus", 1))
     rc = main(["train", "--config", str(_cfg(tmp_path, small_data)), "--output", str(tmp_path / "out")])
     assert rc == 2
-    assert f"{lab}:1: unknown object type 'Bus'" in _one_line_error(capsys)
+    assert f"{lab}:1: unknown object type 'Bus'" in stderr_line(capsys)
 
 
 def test_unknown_class_in_class_map(tmp_path, small_data, capsys):
@@ -66,7 +60,7 @@ def test_unknown_class_in_class_map(tmp_path, small_data, capsys):
     d["data"]["class_map"] = {"Car": "car", "Van": "vehicle"}
     p.write_text(yaml.safe_dump(d))
     assert main(["train", "--config", str(p)]) == 2
-    assert "data.class_map maps to ['vehicle']" in _one_line_error(capsys)
+    assert "data.class_map maps to ['vehicle']" in stderr_line(capsys)
 
 
 def test_bad_config_key_and_value_name_the_key_path(tmp_path, small_data, capsys):
@@ -75,19 +69,19 @@ def test_bad_config_key_and_value_name_the_key_path(tmp_path, small_data, capsys
     d["train"]["learning_rat"] = 0.1
     p.write_text(yaml.safe_dump(d))
     assert main(["train", "--config", str(p)]) == 2
-    assert _one_line_error(capsys) == f"squeezedet train: error: {p}: train.learning_rat: unknown key"
+    assert stderr_line(capsys) == f"squeezedet train: error: {p}: train.learning_rat: unknown key"
     d["train"].pop("learning_rat")
     d["model"]["padding"] = "full"
     p.write_text(yaml.safe_dump(d))
     assert main(["train", "--config", str(p)]) == 2
-    assert f"{p}: model.padding: Input should be 'same' or 'valid'" in _one_line_error(capsys)
+    assert f"{p}: model.padding: Input should be 'same' or 'valid'" in stderr_line(capsys)
     d["model"].update(padding="valid", architecture="squeezedet_plus", input_width=32)  # 7x7 conv1 leaves no grid
     p.write_text(yaml.safe_dump(d))
     assert main(["train", "--config", str(p)]) == 2
-    assert f"{p}: model: Value error, input 32x64 is too small for valid padding" in _one_line_error(capsys)
+    assert f"{p}: model: Value error, input 32x64 is too small for valid padding" in stderr_line(capsys)
     p.write_text("model: [unclosed")
     assert main(["train", "--config", str(p)]) == 2
-    assert "invalid YAML" in _one_line_error(capsys)
+    assert "invalid YAML" in stderr_line(capsys)
 
 
 def test_cli_subprocess_exit_code_and_single_line(tmp_path):
@@ -103,7 +97,7 @@ def test_predict_missing_weights(tmp_path, capsys):
     rc = main(["predict", "--weights", str(tmp_path / "w.weights.h5"), "--config", str(REPO / "configs/kitti_sample.yaml"),
                "--source", str(SAMPLE_ROOT / "training/image_2/000003.jpg"), "--output", str(tmp_path / "o")])
     assert rc == 2
-    assert "w.weights.h5: weights file not found" in _one_line_error(capsys)
+    assert "w.weights.h5: weights file not found" in stderr_line(capsys)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -124,13 +118,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_config_rules_across_keys(tmp_path, small_data, capsys):
     p = _cfg(tmp_path, small_data, prune_final_sparsity=0.5, prune_begin_step=2000, prune_end_step=1000)
     assert main(["train", "--config", str(p)]) == 2
-    assert "prune_end_step (1000) must be greater than prune_begin_step (2000)" in _one_line_error(capsys)
+    assert "prune_end_step (1000) must be greater than prune_begin_step (2000)" in stderr_line(capsys)
     d = yaml.safe_load(_cfg(tmp_path, small_data, val_every=1).read_text())
     d["model"]["classes"] = ["vehicle"]
     d["data"]["class_map"] = {"Car": "vehicle"}
     p.write_text(yaml.safe_dump(d))
     assert main(["train", "--config", str(p)]) == 2
-    assert "model.classes ['vehicle'] are not KITTI types" in _one_line_error(capsys)
+    assert "model.classes ['vehicle'] are not KITTI types" in stderr_line(capsys)
 
 
 def test_resume_of_a_finished_run_and_a_corrupt_state(tmp_path, small_data, capsys):
@@ -141,10 +135,10 @@ def test_resume_of_a_finished_run_and_a_corrupt_state(tmp_path, small_data, caps
     (out / "state.json").write_text(json.dumps({"epoch": 3, "history": []}))
     cfg = str(_cfg(tmp_path, small_data))
     assert main(["train", "--config", cfg, "--output", str(out), "--resume", "--epochs", "2"]) == 2
-    assert "already trained 3 epochs: pass --epochs greater than 3" in _one_line_error(capsys)
+    assert "already trained 3 epochs: pass --epochs greater than 3" in stderr_line(capsys)
     (out / "state.json").write_text("{not json")
     assert main(["train", "--config", cfg, "--output", str(out), "--resume"]) == 2
-    assert "state.json: not a usable training state" in _one_line_error(capsys)
+    assert "state.json: not a usable training state" in stderr_line(capsys)
 
 
 def test_bad_sidecar_fields_are_model_file_errors(tmp_path):
