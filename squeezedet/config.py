@@ -102,6 +102,17 @@ class DataConfig(_Strict):
     )
     cache: bool | str = True  #: True = in memory, a path = on disk, False = none
     shuffle_buffer: int = Field(512, ge=1)
+    #: Leave out of the training targets the objects KITTI rates harder than "hard" (level 4: under 25 px
+    #: tall, truncated over 0.5 or occluded over 2), as the original's EXCLUDE_HARD_EXAMPLES. Its
+    #: from-ImageNet KITTI recipe keeps them (False, the default here); its published weights behave as
+    #: trained without them, so fine-tuning those weights sets True (kitti_reference_small.yaml; README
+    #: "Fine-tuning" has the measurement). Evaluation always keeps every object, as the devkit does.
+    exclude_hard_examples: bool = False
+    #: How a box's width and height are measured for the training targets: "inclusive" counts both edge
+    #: pixels (x2 - x1 + 1, in the training image's pixels), as the original code did for every published
+    #: SqueezeDet model; "exclusive" is x2 - x1. Weights trained one way regress a 1-pixel-larger or
+    #: -smaller box under the other, so keep what the weights were trained with.
+    box_size: Literal["inclusive", "exclusive"] = "inclusive"
 
 
 class AugmentConfig(_Strict):

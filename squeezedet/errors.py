@@ -15,3 +15,10 @@ class DataError(SqueezeDetError):
 
 class ModelFileError(SqueezeDetError):
     """A weights / .tflite / metadata file is missing, corrupt or does not match its metadata."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a one-line
+    error quotes from a library's multi-line failure."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -38,6 +38,19 @@ class KittiObject:
     def height(self) -> float:
         return self.bbox[3] - self.bbox[1]
 
+    @property
+    def level(self) -> int:
+        """KITTI difficulty of a label as the original SqueezeDet code rated it: 1 easy, 2 moderate,
+        3 hard, 4 harder than hard (height counted inclusively, as its ``get_obj_level``)."""
+        height = self.bbox[3] - self.bbox[1] + 1
+        if height >= 40 and self.truncated <= 0.15 and self.occluded <= 0:
+            return 1
+        if height >= 25 and self.truncated <= 0.3 and self.occluded <= 1:
+            return 2
+        if height >= 25 and self.truncated <= 0.5 and self.occluded <= 2:
+            return 3
+        return 4
+
     def to_line(self) -> str:
         vals = [
             self.type,

@@ -59,8 +59,13 @@ def _image_path(image_dir: Path, image_id: str) -> Path:
     raise DataError(f"{image_dir / image_id}.{{{','.join(e[1:] for e in IMAGE_EXTS)}}}: image not found (listed in split)")
 
 
-def load_samples(root, split, class_names, class_map: dict[str, str], require_labels: bool = True) -> list[Sample]:
-    """Samples of a split with boxes mapped to class indices; errors name the file and line."""
+def load_samples(
+    root, split, class_names, class_map: dict[str, str], require_labels: bool = True, exclude_hard: bool = False
+) -> list[Sample]:
+    """Samples of a split with boxes mapped to class indices; errors name the file and line.
+
+    ``exclude_hard`` leaves objects of KITTI level 4 out of ``boxes`` (the training targets,
+    ``data.exclude_hard_examples``); ``objects`` always keeps every object for evaluation."""
     image_dir, label_dir = find_kitti_dirs(root)
     ids = read_split(resolve_split(root, split)) if split else sorted(
         p.stem for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS
@@ -84,6 +89,8 @@ def load_samples(root, split, class_names, class_map: dict[str, str], require_la
                 continue
             if cls not in index:
                 raise DataError(f"{lab}: class_map maps {o.type} to unknown class {cls!r}")
+            if exclude_hard and o.level > 3:
+                continue
             boxes.append(o.bbox)
             labels.append(index[cls])
         samples.append(

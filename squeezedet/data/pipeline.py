@@ -39,6 +39,8 @@ class SampleEncoder:
         h, w = img.shape[:2]
         in_w, in_h = self.input_size
         x = resize_for_model(img, self.input_size)
+        if self.cfg.data.box_size == "inclusive":  # the far edge pixel counts, in the image's own pixels
+            boxes = boxes + np.array([0, 0, 1, 1], np.float32)
         boxes = boxes * np.array([in_w / w, in_h / h, in_w / w, in_h / h], np.float32)
         y = encode_targets(boxes, labels, self.anchors, self.num_classes)
         return x, y

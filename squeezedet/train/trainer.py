@@ -179,7 +179,9 @@ def train(
     policy = configure_precision(t.mixed_precision)
     strategy = select_strategy(t.distribution)
 
-    train_samples = load_samples(root, cfg.data.train_split, cfg.model.classes, cfg.data.class_map)
+    train_samples = load_samples(
+        root, cfg.data.train_split, cfg.model.classes, cfg.data.class_map, exclude_hard=cfg.data.exclude_hard_examples
+    )
     val_samples = []
     if t.val_every:
         not_kitti = [c for c in cfg.model.classes if kitti_name_for(c) not in KITTI_TYPES]
