@@ -86,3 +86,94 @@ def test_loss_terms_hand_computed_for_one_object(loss_setup):
     iou = 0.9 / 1.1
     expected = 75 * (iou - 0.5) ** 2 + 100 / (n - 1) * (n - 1) * 0.25
     assert parts["conf_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def _saturated_case(dtype):
+    """One image, 2 classes, 8 anchors: anchor 0 a car predicted as car by a logit gap of 40 (p rounds to
+    exactly 1.0 in float32), anchor 1 a pedestrian predicted as car by a gap of 200, anchor 2 a car at
+    moderate logits; the rest background."""
+    anchors = anchor_grid(32, 16, [(8, 8)], (4, 2))
+    n = len(anchors)
+    y_true = np.zeros((1, n, 11), np.float32)
+    for i, cls in ((0, 0), (1, 1), (2, 0)):
+        a = anchors[i]
+        y_true[0, i, :5] = [1, 0.1, -0.1, 0.05, 0]
+        y_true[0, i, 5 + cls] = 1
+        y_true[0, i, 7:] = [a[0] + 0.1 * a[2], a[1] - 0.1 * a[3], a[2] * np.exp(0.05), a[3]]
+    y_pred = np.zeros((1, 2, 4, 7), np.float32)  # per cell: 2 class logits, 1 conf logit, 4 deltas
+    flat = y_pred.reshape(n, 7)
+    flat[0, :2] = [20, -20]
+    flat[1, :2] = [100, -100]
+    flat[2, :2] = [1.5, -0.5]
+    flat[:, 2] = [30, -30, 0.2, 0, 0, -25, 0, 0]  # saturated confidences too
+    return anchors, y_true, y_pred.astype(dtype)
+
+
+def _original_class_loss(y_pred, y_true):
+    """The original's class term in float64 with 1 - p formed as the other class's probability (exact)."""
+    z = y_pred.reshape(-1, 7)[:, :2].astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    onehot, mask = y_true[0, :, 5:7], y_true[0, :, 0]
+    ce = onehot * -np.log(p + 1e-16) + (1 - onehot) * -np.log(p[:, ::-1] + 1e-16)
+    return float((ce.sum(1) * mask).sum() / mask.sum())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])  # float16: what a mixed-precision head emits
+def test_loss_and_gradients_finite_in_graph_mode_on_saturated_logits(loss_setup, dtype):
+    """As Keras fit runs it (a tf.function): a softmax that rounds to exactly 1.0 once gave
+    -log(1 - 1 + 1e-16) = -log(0) after graph optimisation folded the epsilon away, and NaN."""
+    tf, _, _ = loss_setup
+    from squeezedet.train.loss import SqueezeDetLoss
+
+    anchors, y_true, y_pred = _saturated_case(dtype)
+    loss = SqueezeDetLoss(anchors, num_classes=2)
+
+    def run(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            parts = loss.components(y_true, x)
+            total = parts["class_loss"] + parts["conf_loss"] + parts["bbox_loss"]
+        return parts, tape.gradient(total, x)
+
+    x = tf.constant(y_pred)
+    eager_parts, eager_grad = run(x)
+    graph_parts, graph_grad = tf.function(run)(x)
+    for name in eager_parts:
+        g, e = float(graph_parts[name]), float(eager_parts[name])
+        assert np.isfinite(g), name
+        assert g == pytest.approx(e, rel=1e-5, abs=1e-5), name
+    assert np.isfinite(graph_grad.numpy()).all() and np.isfinite(eager_grad.numpy()).all()
+    np.testing.assert_allclose(graph_grad.numpy(), eager_grad.numpy(), rtol=1e-5, atol=1e-5)
+    # hand-computed: the car at gap 40 costs ~0, the pedestrian seen as a car -log(e^-200 + 1e-16) twice
+    # (= 2 * 36.84), the moderate car -log(p) - log(1 - q) with p = q' = 1/(1 + e^-2)
+    expected = _original_class_loss(y_pred, y_true)
+    assert expected == pytest.approx((2 * -np.log(1e-16) + 2 * np.log1p(np.exp(-2.0))) / 3, rel=1e-6)
+    assert float(graph_parts["class_loss"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_class_loss_equals_the_original_formula_on_moderate_logits(loss_setup):
+    tf, anchors, loss = loss_setup
+    from squeezedet.train.loss import class_cross_entropy
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 50, 3)).astype(np.float32) * 4
+    onehot = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=(2, 50))]
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    original = onehot * -np.log(p + 1e-16) + (1 - onehot) * -np.log(1 - p + 1e-16)
+    ours = tf.function(class_cross_entropy)(tf.constant(logits), tf.constant(onehot)).numpy()
+    np.testing.assert_allclose(ours, original, rtol=1e-5, atol=1e-5)
+
+
+def test_single_class_cross_entropy_is_finite_and_zero_for_the_only_class(loss_setup):
+    tf, _, _ = loss_setup
+    from squeezedet.train.loss import class_cross_entropy
+
+    logits = tf.constant([[[3.0], [-50.0]]])
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        ce = class_cross_entropy(logits, tf.ones_like(logits))
+    np.testing.assert_allclose(ce.numpy(), 0.0, atol=1e-6)  # p = 1 exactly: -log(1 + 1e-16)
+    assert np.isfinite(tape.gradient(ce, logits).numpy()).all()

@@ -22,7 +22,9 @@ import tensorflow as tf
 
 from squeezedet.core.boxes import EXP_THRESH
 
+#: The original's epsilon inside -log(p + eps) and -log(1 - p + eps): it caps a term at -log(1e-16) = 36.8.
 EPSILON = 1e-16
+LOG_EPSILON = float(np.log(EPSILON))
 
 
 def replicas_in_sync() -> int:
@@ -54,6 +56,31 @@ def split_raw(y_pred, num_anchors: int, num_classes: int):
     conf = tf.reshape(y_pred[..., n_cls : n_cls + num_anchors], [b, -1])
     deltas = tf.reshape(y_pred[..., n_cls + num_anchors :], [b, -1, 4])
     return cls, conf, deltas
+
+
+def log_plus_epsilon(log_x):
+    """log(x + EPSILON) from log(x), exactly and without forming x: never -inf, smooth gradient.
+
+    Adding 1e-16 to a float32 probability is a no-op (graph optimisers even fold ``1.0 + 1e-16`` to
+    ``1.0``), so the original's guard vanishes exactly when a softmax saturates; in log space it holds."""
+    return tf.maximum(log_x, LOG_EPSILON) + tf.math.log1p(tf.exp(-tf.abs(log_x - LOG_EPSILON)))
+
+
+def class_cross_entropy(logits, onehot):
+    """The original's per-class binary cross-entropy of the softmax,
+    ``onehot * -log(p + eps) + (1 - onehot) * -log(1 - p + eps)``, computed from log-softmax.
+
+    ``1 - p_i`` is the sum of the other classes' probabilities, so ``log(1 - p_i)`` is the log-sum-exp
+    of their log-probabilities: no cancellation when p_i rounds to 1.0 (oneDNN and Eigen softmaxes do
+    for logit gaps from about 17), hence no log(0) and no 0 x inf in the loss or its gradient. The value
+    equals the original's wherever its float arithmetic is exact."""
+    num_classes = int(logits.shape[-1])
+    log_p = tf.nn.log_softmax(logits, axis=-1)
+    others = tf.logical_not(tf.eye(num_classes, dtype=tf.bool))  # [i, j]: j is another class than i
+    # With one class there is no other: a very negative finite stand-in for log(0) keeps the gradient 0.
+    log_others = tf.where(others, log_p[..., None, :], tf.constant(-1e30, log_p.dtype))
+    log_1m_p = tf.reduce_logsumexp(log_others, axis=-1)
+    return onehot * -log_plus_epsilon(log_p) + (1.0 - onehot) * -log_plus_epsilon(log_1m_p)
 
 
 def safe_exp_tf(w, thresh: float = EXP_THRESH):
@@ -125,17 +152,14 @@ class SqueezeDetLoss(keras.losses.Loss):
         num_obj = tf.maximum(num_obj, 1.0)
         n_total = float(self.num_anchors_total)
 
-        probs = tf.nn.softmax(cls_logits, axis=-1)
-        ce = onehot * -tf.math.log(probs + EPSILON) + (1.0 - onehot) * -tf.math.log(1.0 - probs + EPSILON)
+        ce = class_cross_entropy(cls_logits, onehot)
         class_loss = tf.reduce_sum(ce * mask[..., None]) * self.coef_class / num_obj
 
         conf = tf.sigmoid(conf_logits)
         ious = tf.stop_gradient(iou_cxcywh_tf(decode_tf(deltas, anchors), gt_boxes) * mask)
-        # Per-image normalisers as in the original: positives by the object count, negatives by the rest.
-        obj_per_img = tf.reduce_sum(mask, axis=1, keepdims=True)
-        w = mask * self.coef_conf_pos / num_obj + (1.0 - mask) * self.coef_conf_neg / tf.maximum(
-            n_total - obj_per_img, 1.0
-        )
+        # The original's normalisers: positives by the batch's object count, negatives by the anchors of
+        # one image less that count (ANCHORS - num_objects).
+        w = mask * self.coef_conf_pos / num_obj + (1.0 - mask) * self.coef_conf_neg / tf.maximum(n_total - num_obj, 1.0)
         conf_loss = tf.reduce_sum(tf.square(ious - conf) * w) / batch  # mean over the global batch
 
         bbox_loss = self.coef_bbox * tf.reduce_sum(tf.square(mask[..., None] * (deltas - target_deltas))) / num_obj
