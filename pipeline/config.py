@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
 
+from squeezedet.backends.options import EngineConfig
 from squeezedet.config import format_validation_error, load_yaml
 from squeezedet.errors import ConfigError
 
@@ -68,18 +70,14 @@ class SourceConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
+@dataclass(config=ConfigDict(extra="forbid"), kw_only=True)
+class ModelConfig(EngineConfig):
+    """The exported model, its engine and decode settings. The engine keys (backend, num_threads, delegate,
+    device, providers, cache_dir, fp16) are squeezedet.backends.EngineConfig's, which the CLIs' flags are
+    made from too; here num_threads None means one per core, at most 4 (what measured fastest beside the
+    video decoder on the 2-core test machine: 2 threads beat 1 end to end, docs/edge.md#throughput)."""
+
     path: str  #: exported model (.tflite, .onnx or OpenVINO .xml) with its model.json sidecar next to it
-    #: Inference engine (squeezedet.backends): auto picks by file type and what is installed.
-    backend: Literal["auto", "litert", "onnxruntime", "openvino"] = "auto"
-    #: Inference threads; None = one per core, at most 4 (what measured fastest beside the video decoder
-    #: on the 2-core test machine: 2 threads beat 1 end to end, docs/edge.md#throughput).
-    num_threads: int | None = Field(None, ge=1)
-    delegate: str | None = None  #: litert: shared library of a TFLite delegate (EdgeTPU, GPU)
-    device: str = "CPU"  #: openvino: CPU, GPU, NPU or AUTO
-    #: onnxruntime execution providers in order of preference (missing ones are skipped, cpu is always last)
-    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(default_factory=lambda: ["cpu"])
-    cache_dir: str | None = None  #: openvino compiled-model cache / TensorRT engine cache folder
     #: Decode settings; None = the defaults stored in the model's metadata.
     score_threshold: float | None = Field(None, ge=0, le=1)
     nms_threshold: float | None = Field(None, gt=0, le=1)
@@ -393,6 +391,10 @@ def _format_error(exc: ValidationError, source: str) -> str:
     model validator) name the full dotted key instead of the model's (or ``<root>``)."""
     errs = exc.errors()
     first = errs[0]
+    if first["type"] == "unexpected_keyword_argument":  # how a dataclass section (model) says "extra_forbidden"
+        loc = ".".join(str(p) for p in first["loc"])
+        more = f" (+{len(errs) - 1} more error(s))" if len(errs) > 1 else ""
+        return f"{source}: {loc}: unknown key{more}"
     if first["type"] == "value_error":
         match = _KEYED.match(str(first["msg"]).removeprefix("Value error, "))
         if match:

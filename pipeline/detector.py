@@ -21,7 +21,7 @@ import numpy as np
 from squeezedet.backends import BackendOptions
 from squeezedet.core.metadata import file_sha256, sidecar_path, weights_path
 from squeezedet.core.postprocess import Detections
-from squeezedet.errors import ModelFileError
+from squeezedet.errors import ModelFileError, first_line
 from squeezedet.inference import ModelPredictor
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,10 @@ class Detector(ModelPredictor):
 
     @classmethod
     def from_config(cls, cfg) -> Detector:
-        """From the daemon's model config; the back-end keys are optional so older configs still load."""
-        providers = getattr(cfg, "providers", None) or ("cpu",)
-        options = BackendOptions(device=getattr(cfg, "device", None) or "CPU", providers=tuple(providers),
-                                 cache_dir=getattr(cfg, "cache_dir", None))
+        """From the daemon's model config (a squeezedet.backends.EngineConfig with the model's path and
+        decode settings)."""
         return cls(cfg.path, cfg.num_threads or default_threads(), cfg.delegate, cfg.score_threshold, cfg.nms_threshold,
-                   cfg.top_k, cfg.max_detections, backend=getattr(cfg, "backend", "auto"), options=options)
+                   cfg.top_k, cfg.max_detections, backend=cfg.backend, options=cfg.options())
 
     @property
     def runtime(self) -> str:
@@ -73,7 +71,7 @@ class Detector(ModelPredictor):
         try:
             raw = self.model(np.zeros(want_in, dtype=np.uint8))
         except (RuntimeError, ValueError) as exc:
-            raise ModelFileError(f"{self.path}: dry run failed ({str(exc).strip().splitlines()[0]})") from None
+            raise ModelFileError(f"{self.path}: dry run failed ({first_line(exc)})") from None
         if not np.all(np.isfinite(raw)):
             raise ModelFileError(f"{self.path}: dry run produced non-finite values")
 

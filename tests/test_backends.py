@@ -52,6 +52,26 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def test_one_engine_vocabulary_for_the_cli_the_daemon_and_the_registry():
+    """The CLI's flags are made from the options model the daemon's model keys extend: same names, defaults,
+    parsing; and the back-end names are the registry's."""
+    import argparse
+
+    from pipeline.config import ModelConfig
+    from squeezedet.backends import BACKEND_NAMES, REGISTRY
+    from squeezedet.commands import add_backend_arguments, backend_options
+
+    assert BACKEND_NAMES == ("auto", *REGISTRY)
+    parser = argparse.ArgumentParser()
+    add_backend_arguments(parser)
+    assert vars(parser.parse_args([])) == {"backend": "auto", "device": "CPU", "providers": ("cpu",), "cache_dir": None}
+    args = parser.parse_args(["--backend", "onnxruntime", "--providers", "TensorRT, cuda", "--cache-dir", "c"])
+    cfg = ModelConfig(path="m.onnx", backend="onnxruntime", providers=["tensorrt", "cuda"], cache_dir="c")
+    assert backend_options(args) == cfg.options() and args.backend == cfg.backend
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--providers", "rocm"])
+
+
 def test_onnxruntime_provider_list_skips_missing_and_ends_with_cpu(tmp_path):
     pytest.importorskip("onnxruntime")
     from squeezedet.backends.onnxruntime import provider_list
@@ -155,7 +175,7 @@ def test_exported_file_runs_uint8_in_raw_convdet_out(exports, tiny_trained, fmt)
 ])
 def test_raw_outputs_match_keras(exports, tiny_trained, sample_root, fmt, quant, rtol, atol):
     need(fmt)
-    from squeezedet.export.tflite import load_inference_model
+    from squeezedet.export.graph import load_inference_model
 
     cfg = tiny_trained.config
     model = load_inference_model(cfg.model, tiny_trained.weights_path)

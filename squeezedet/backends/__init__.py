@@ -23,8 +23,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from pathlib import Path
+from typing import get_args
 
-from squeezedet.backends.base import Backend, BackendOptions
+from squeezedet.backends.base import Backend
+from squeezedet.backends.options import BackendName, BackendOptions, EngineConfig
 from squeezedet.errors import ConfigError, ModelFileError
 
 #: name -> (module, class, the import that must exist, pip extra that installs it, suffixes it reads)
@@ -33,11 +35,12 @@ REGISTRY: dict[str, tuple[str, str, str, str, tuple[str, ...]]] = {
     "onnxruntime": ("squeezedet.backends.onnxruntime", "OnnxRuntimeBackend", "onnxruntime", "onnx", (".onnx",)),
     "openvino": ("squeezedet.backends.openvino", "OpenVINOBackend", "openvino", "openvino", (".xml", ".onnx")),
 }
-BACKEND_NAMES = ("auto", *REGISTRY)
+BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)  #: "auto" and every key of REGISTRY
 #: auto: first installed back end that reads the suffix
 AUTO_ORDER = {".tflite": ("litert",), ".xml": ("openvino",), ".onnx": ("onnxruntime", "openvino")}
 
-__all__ = ["BACKEND_NAMES", "Backend", "BackendOptions", "available", "load_backend", "resolve_backend"]
+__all__ = ["BACKEND_NAMES", "Backend", "BackendOptions", "EngineConfig", "available", "load_backend",
+           "resolve_backend"]
 
 
 def available(name: str) -> bool:

@@ -1,30 +1,13 @@
-"""What every inference back end provides, and the options they share."""
+"""What every inference back end provides (the options they share: squeezedet.backends.options)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from squeezedet.errors import ModelFileError
-
-
-@dataclass
-class BackendOptions:
-    """Engine settings; each back end uses the ones that apply to it and ignores the rest."""
-
-    num_threads: int | None = None  #: inference threads (None: the engine's default)
-    delegate: str | None = None  #: litert: shared library of a TFLite delegate
-    device: str = "CPU"  #: openvino: CPU, GPU, NPU or AUTO
-    providers: tuple[str, ...] = ("cpu",)  #: onnxruntime, in order of preference: tensorrt, cuda, cpu
-    cache_dir: str | None = None  #: openvino model cache / TensorRT engine cache
-    fp16: bool = True  #: tensorrt: build fp16 engines
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+from squeezedet.backends.options import BackendOptions
+from squeezedet.errors import ModelFileError, first_line
 
 
 class Backend:
@@ -58,6 +41,7 @@ class Backend:
         raise NotImplementedError
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """The one input check for every engine (the engines' own wrappers leave it to this)."""
         x = np.asarray(batch)
         if x.ndim == 3:
             x = x[None]
@@ -74,7 +58,7 @@ class Backend:
         try:
             dtype = np.dtype(self.input_dtype)
         except (KeyError, TypeError) as exc:
-            raise ModelFileError(f"{self.path}: unsupported input type ({one_line(exc)}); the contract is uint8 RGB") from None
+            raise ModelFileError(f"{self.path}: unsupported input type ({first_line(exc)}); the contract is uint8 RGB") from None
         if dtype != np.uint8:
             raise ModelFileError(f"{self.path}: input type {dtype} (the contract is uint8 RGB, "
                                  "normalisation inside the graph: export with squeezedet export)")

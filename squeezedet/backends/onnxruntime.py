@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.backends.base import Backend, one_line
-from squeezedet.errors import ConfigError, ModelFileError
+from squeezedet.backends.base import Backend
+from squeezedet.errors import ConfigError, ModelFileError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail / InvalidProtobuf / RuntimeException
-            raise ModelFileError(f"{path}: onnxruntime rejected the model: {one_line(exc)}") from None
+            raise ModelFileError(f"{path}: onnxruntime rejected the model: {first_line(exc)}") from None
         self._input = self.session.get_inputs()[0]
         self._output = self.session.get_outputs()[0]
         self._version = ort.__version__
@@ -93,5 +93,5 @@ class OnnxRuntimeBackend(Backend):
         try:
             out = self.session.run([self._output.name], {self._input.name: x})[0]
         except Exception as exc:  # noqa: BLE001 - ORT's own Fail / InvalidArgument are not RuntimeErrors
-            raise RuntimeError(one_line(exc)) from None
+            raise RuntimeError(first_line(exc)) from None
         return out.astype(np.float32, copy=False)

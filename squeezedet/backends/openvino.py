@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from squeezedet.backends.base import Backend, one_line
-from squeezedet.errors import ModelFileError
+from squeezedet.backends.base import Backend
+from squeezedet.errors import ModelFileError, first_line
 
 
 class OpenVINOBackend(Backend):
@@ -33,7 +33,7 @@ class OpenVINOBackend(Backend):
                 model.reshape({model.inputs[0]: ov.PartialShape([1, meta.input_height, meta.input_width, 3])})
             self.compiled = core.compile_model(model, device, config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line reports
-            raise ModelFileError(f"{path}: OpenVINO ({device}) rejected the model: {one_line(exc)}") from None
+            raise ModelFileError(f"{path}: OpenVINO ({device}) rejected the model: {first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
         self.device = device
         self._version = ov.get_version().split("-")[0]

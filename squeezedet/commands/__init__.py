@@ -2,24 +2,18 @@
 
 
 def add_backend_arguments(parser) -> None:
-    """--backend / --device / --providers / --cache-dir: which engine runs an exported model."""
-    from squeezedet.backends import BACKEND_NAMES
+    """--backend / --device / --providers / --cache-dir: which engine runs an exported model. The flags are
+    made from squeezedet.backends.options.EngineConfig, whose fields are also the daemon's model keys."""
+    from squeezedet.backends.options import add_engine_arguments
 
-    parser.add_argument("--backend", default="auto", choices=BACKEND_NAMES,
-                        help="engine for --model (default auto: by file type and what is installed)")
-    parser.add_argument("--device", default="CPU", help="openvino device: CPU, GPU, NPU or AUTO (default CPU)")
-    parser.add_argument("--providers", default="cpu",
-                        help="onnxruntime providers in order, comma-separated: tensorrt,cuda,cpu (default cpu)")
-    parser.add_argument("--cache-dir", help="openvino model cache / TensorRT engine cache folder")
+    add_engine_arguments(parser)
 
 
 def backend_options(args):
     """BackendOptions from the arguments of add_backend_arguments (+ --threads)."""
-    from squeezedet.backends import BackendOptions
+    from squeezedet.backends.options import options_from_args
 
-    providers = tuple(p.strip().lower() for p in args.providers.split(",") if p.strip()) or ("cpu",)
-    return BackendOptions(num_threads=getattr(args, "threads", None), device=args.device, providers=providers,
-                          cache_dir=args.cache_dir)
+    return options_from_args(args)
 
 
 def add_model_arguments(parser) -> None:

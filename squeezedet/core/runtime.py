@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.errors import ModelFileError
+from squeezedet.errors import ModelFileError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ def interpreter_from_bytes(data: bytes, num_threads: int | None = None, delegate
         interp = mod.Interpreter(model_content=data, num_threads=num_threads, experimental_delegates=delegates)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{label}: TFLite runtime ({name}) rejected the model: {msg}") from None
+        raise ModelFileError(f"{label}: TFLite runtime ({name}) rejected the model: {first_line(exc)}") from None
     return interp
 
 
@@ -92,11 +91,10 @@ class TFLiteModel:
         return self.input["dtype"]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Shapes are the caller's to check (squeezedet.backends.Backend does, for every engine)."""
         x = np.asarray(batch)
         if x.ndim == 3:
             x = x[None]
-        if tuple(x.shape) != self.input_shape:
-            raise ValueError(f"input shape {tuple(x.shape)} does not match model input {self.input_shape}")
         dtype = self.input_dtype
         if x.dtype != dtype:
             scale, zero = self.input.get("quantization", (0.0, 0))
