@@ -157,6 +157,91 @@ def build_optimizer(cfg: Config, total_steps: int) -> keras.optimizers.Optimizer
     return opt
 
 
+def load_splits(cfg: Config, root) -> tuple[list, list]:
+    """Training samples (hard objects left out when configured) and, when validating, the val samples."""
+    t = cfg.train
+    train_samples = load_samples(
+        root, cfg.data.train_split, cfg.model.classes, cfg.data.class_map, exclude_hard=cfg.data.exclude_hard_examples
+    )
+    val_samples = []
+    if t.val_every:
+        not_kitti = [c for c in cfg.model.classes if kitti_name_for(c) not in KITTI_TYPES]
+        if not_kitti:
+            raise ConfigError(f"model.classes {not_kitti} are not KITTI types, so the KITTI evaluator cannot "
+                              "validate them: set train.val_every: 0")
+        try:
+            resolve_split(root, cfg.data.val_split)
+        except DataError as exc:
+            raise ConfigError(f"{exc} (needed for validation: set data.val_split, or train.val_every: 0)") from None
+        val_samples = load_samples(root, cfg.data.val_split, cfg.model.classes, cfg.data.class_map)
+    n_boxes = sum(len(s.boxes) for s in train_samples)
+    log.info("data: %s, %d train images (%d boxes), %d val images", root, len(train_samples), n_boxes, len(val_samples))
+    return train_samples, val_samples
+
+
+def resume_state(out: Path, resume: bool, epochs: int) -> dict | None:
+    """state.json of an earlier run when resuming (None otherwise); a resume that cannot continue is an error."""
+    state = cb.load_state(out) if resume else None
+    if resume and state is None:
+        raise ConfigError(f"{out}: --resume given but no state.json from an earlier run")
+    if state and state["epoch"] >= epochs:
+        raise ConfigError(f"{out}: already trained {state['epoch']} epochs: pass --epochs greater than {state['epoch']}")
+    return state
+
+
+def build_fit_model(cfg: Config, out: Path, state, init_weights, teacher_weights, teacher_config, total_steps: int):
+    """(model, the model ``fit`` runs) under the current strategy's scope: weights from the resume state,
+    a trained detector or the ImageNet backbone; frozen layers; loss, optimizer, metrics compiled in
+    (a distiller around the model when a teacher is given)."""
+    t = cfg.train
+    model = build_model(cfg.model)
+    if state:
+        load_weights(model, out / "last.weights.h5")
+    elif init_weights:
+        init_from_trained(model, cfg, init_weights)
+    elif cfg.model.pretrained_backbone:
+        load_pretrained_backbone(model, cfg.model.pretrained_backbone)
+    apply_freeze(model, t.freeze)
+    loss = loss_from_config(cfg, cfg.model.anchors())
+    optimizer = build_optimizer(cfg, total_steps)
+    fit_model = model
+    if teacher_weights:
+        from squeezedet.train.distill import build_distiller
+
+        teacher = build_model((teacher_config or cfg).model, training_dropout=False)
+        load_weights(teacher, teacher_weights)
+        fit_model = build_distiller(model, teacher, cfg, cfg.model.anchors())
+        fit_model.compile(optimizer=optimizer)
+    else:
+        metrics = [_loss_metric(loss, p) for p in ("class_loss", "conf_loss", "bbox_loss")]
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    if state:
+        cb.load_optimizer_state(fit_model.optimizer, fit_model, out / "last.optimizer.npz")
+        log.info("resumed from %s at epoch %d", out, state["epoch"])
+    return model, fit_model
+
+
+def build_callbacks(cfg: Config, out: Path, model, val_samples, state, history: list):
+    """NaN guard, throughput, validation, pruning, checkpoints and TensorBoard, in the order they must run."""
+    t = cfg.train
+    monitor, mode = ("val_mAP_moderate_R40", "max") if val_samples else ("loss", "min")
+    throughput = cb.Throughput(t.batch_size)
+    callbacks = [cb.NaNGuard(), throughput]
+    if val_samples:
+        callbacks.append(cb.Validation(cfg, val_samples, t.val_every, out, predict_model=model))
+    if t.prune_final_sparsity > 0:
+        from squeezedet.train.pruning import MagnitudePruning
+
+        callbacks.append(MagnitudePruning.from_config(t))
+    checkpointer = cb.Checkpointer(out, monitor, mode, save_model=model, history=history,
+                                   best_value=state.get("best") if state else None)
+    callbacks += [
+        checkpointer,
+        keras.callbacks.TensorBoard(str(out / "tensorboard"), update_freq="epoch", write_graph=False),
+    ]
+    return callbacks, throughput, checkpointer
+
+
 def train(
     cfg: Config,
     output_dir,
@@ -179,88 +264,27 @@ def train(
     policy = configure_precision(t.mixed_precision)
     strategy = select_strategy(t.distribution)
 
-    train_samples = load_samples(
-        root, cfg.data.train_split, cfg.model.classes, cfg.data.class_map, exclude_hard=cfg.data.exclude_hard_examples
-    )
-    val_samples = []
-    if t.val_every:
-        not_kitti = [c for c in cfg.model.classes if kitti_name_for(c) not in KITTI_TYPES]
-        if not_kitti:
-            raise ConfigError(f"model.classes {not_kitti} are not KITTI types, so the KITTI evaluator cannot "
-                              "validate them: set train.val_every: 0")
-        try:
-            resolve_split(root, cfg.data.val_split)
-        except DataError as exc:
-            raise ConfigError(f"{exc} (needed for validation: set data.val_split, or train.val_every: 0)") from None
-        val_samples = load_samples(root, cfg.data.val_split, cfg.model.classes, cfg.data.class_map)
-    n_boxes = sum(len(s.boxes) for s in train_samples)
-    log.info("data: %s, %d train images (%d boxes), %d val images", root, len(train_samples), n_boxes, len(val_samples))
-
+    train_samples, val_samples = load_splits(cfg, root)
     steps = t.steps_per_epoch or max(1, math.ceil(len(train_samples) / t.batch_size))
     total_steps = steps * epochs
-    state = cb.load_state(out) if resume else None
-    if resume and state is None:
-        raise ConfigError(f"{out}: --resume given but no state.json from an earlier run")
+    state = resume_state(out, resume, epochs)
     initial_epoch = state["epoch"] if state else 0
-    if state and initial_epoch >= epochs:
-        raise ConfigError(f"{out}: already trained {initial_epoch} epochs: pass --epochs greater than {initial_epoch}")
 
     chief = is_chief(strategy)
     if not chief:  # other workers write their (identical) copies to a scratch folder, removed at the end
         out = Path(tempfile.mkdtemp(prefix="squeezedet-worker-"))
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    anchors = cfg.model.anchors()
     ds = make_dataset(cfg, train_samples, t.batch_size, training=True, seed=t.seed)
-
     with strategy.scope():
-        model = build_model(cfg.model)
-        if state:
-            load_weights(model, out / "last.weights.h5")
-        elif init_weights:
-            init_from_trained(model, cfg, init_weights)
-        elif cfg.model.pretrained_backbone:
-            load_pretrained_backbone(model, cfg.model.pretrained_backbone)
-        apply_freeze(model, t.freeze)
-        loss = loss_from_config(cfg, anchors)
-        optimizer = build_optimizer(cfg, total_steps)
-        metrics = [_loss_metric(loss, p) for p in ("class_loss", "conf_loss", "bbox_loss")]
-        fit_model = model
-        if teacher_weights:
-            from squeezedet.train.distill import build_distiller
-
-            tcfg = teacher_config or cfg
-            teacher = build_model(tcfg.model, training_dropout=False)
-            load_weights(teacher, teacher_weights)
-            fit_model = build_distiller(model, teacher, cfg, anchors)
-            fit_model.compile(optimizer=optimizer)
-        else:
-            model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-        if state:
-            cb.load_optimizer_state(fit_model.optimizer, fit_model, out / "last.optimizer.npz")
-            log.info("resumed from %s at epoch %d", out, initial_epoch)
-
+        model, fit_model = build_fit_model(cfg, out, state, init_weights, teacher_weights, teacher_config, total_steps)
     log.info(
         "model %s: %s params, input %dx%d, %d anchors, precision %s, %d replica(s)",
-        cfg.model.architecture, f"{count_params(model):,}", *cfg.model.input_size, len(anchors), policy,
+        cfg.model.architecture, f"{count_params(model):,}", *cfg.model.input_size, len(cfg.model.anchors()), policy,
         strategy.num_replicas_in_sync,
     )
     history = list(state["history"]) if state else []
-    monitor, mode = ("val_mAP_moderate_R40", "max") if val_samples else ("loss", "min")
-    throughput = cb.Throughput(t.batch_size)
-    callbacks = [cb.NaNGuard(), throughput]
-    if val_samples:
-        callbacks.append(cb.Validation(cfg, val_samples, t.val_every, out, predict_model=model))
-    if t.prune_final_sparsity > 0:
-        from squeezedet.train.pruning import MagnitudePruning
-
-        callbacks.append(MagnitudePruning.from_config(t))
-    checkpointer = cb.Checkpointer(out, monitor, mode, save_model=model, history=history,
-                                   best_value=state.get("best") if state else None)
-    callbacks += [
-        checkpointer,
-        keras.callbacks.TensorBoard(str(out / "tensorboard"), update_freq="epoch", write_graph=False),
-    ]
+    callbacks, throughput, checkpointer = build_callbacks(cfg, out, model, val_samples, state, history)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     patch_keras_for_multi_worker(fit_model, ds, strategy)
@@ -279,7 +303,7 @@ def train(
         "images_per_sec": ips,
         "wall_seconds": wall,
         "final_loss": final_loss,
-        "best": {"monitor": monitor, "value": checkpointer.best},
+        "best": {"monitor": checkpointer.monitor, "value": checkpointer.best},
         "precision": policy,
         "replicas": strategy.num_replicas_in_sync,
     }
