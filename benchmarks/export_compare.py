@@ -119,7 +119,7 @@ def main(argv=None) -> int:
 
     from squeezedet.backends import BackendOptions, load_backend
     from squeezedet.export.exporter import export_model
-    from squeezedet.export.tflite import load_inference_model
+    from squeezedet.export.graph import load_inference_model
     from squeezedet.inference import KerasPredictor, ModelPredictor, config_for_weights
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="export_compare_"))

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from squeezedet.config import Config, save_config
     from squeezedet.export.benchmark import gzip_size, write_results
-    from squeezedet.export.tflite import export_tflite
+    from squeezedet.export.exporter import export_tflite
     from squeezedet.model import build_model
     from squeezedet.model.pretrained import load_pretrained_backbone
     from squeezedet.train.pruning import prune_by_magnitude, sparsity_report

@@ -13,7 +13,7 @@ import numpy as np
 
 from squeezedet.core.postprocess import Detections, postprocess
 from squeezedet.core.preprocess import resize_for_model
-from squeezedet.errors import ConfigError, ModelFileError
+from squeezedet.errors import ConfigError, ModelFileError, first_line
 
 
 class Predictor:
@@ -132,8 +132,7 @@ def load_weights(model, weights_path) -> None:
     try:
         model.load_weights(str(path), skip_mismatch=False)
     except (ValueError, OSError, KeyError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: cannot load weights into {model.name} ({msg})") from None
+        raise ModelFileError(f"{path}: cannot load weights into {model.name} ({first_line(exc)})") from None
 
 
 def config_for_weights(weights_path, config_path=None):

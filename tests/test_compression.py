@@ -103,7 +103,7 @@ def test_pruned_weights_stay_zero_in_further_training(pruned):
 
 @pytest.mark.slow
 def test_pruned_tflite_compresses_better(pruned, tmp_path):
-    from squeezedet.export.tflite import export_tflite
+    from squeezedet.export.exporter import export_tflite
 
     cfg, model, start, _ = pruned
     dense = build_model(cfg.model)

@@ -18,7 +18,7 @@ LOW_SCORE = 0.05  # the overfit test model is unsure on a dashcam: keep weak box
 
 @pytest.fixture(scope="module")
 def exported(tiny_trained, tmp_path_factory):
-    from squeezedet.export.tflite import export_tflite
+    from squeezedet.export.exporter import export_tflite
 
     out = tmp_path_factory.mktemp("e2e") / "tiny_int8.tflite"
     return export_tflite(tiny_trained.config, tiny_trained.weights_path, out, quantize="int8",

@@ -41,7 +41,7 @@ def untrained(tmp_path_factory, sample_root):
 @pytest.fixture(scope="module")
 def exports(tiny_trained, sample_root, tmp_path_factory):
     """fp32 / int8 via the Python API and fp16 via the CLI, from the trained tiny model."""
-    from squeezedet.export.tflite import export_tflite
+    from squeezedet.export.exporter import export_tflite
 
     out = tmp_path_factory.mktemp("exports")
     kw = {"calib_root": sample_root, "calib_images": CALIB_IMAGES, "calib_split": "train.txt",
@@ -98,7 +98,7 @@ def test_export_missing_weights(tmp_path, capsys):
 
 
 def test_rejected_conversion_leaves_nothing(untrained, tmp_path, monkeypatch):
-    from squeezedet.export import tflite
+    from squeezedet.export import exporter, tflite
 
     def reject(*_a, **_k):
         raise RuntimeError("op FOO is not supported\nlong converter log")
@@ -106,7 +106,7 @@ def test_rejected_conversion_leaves_nothing(untrained, tmp_path, monkeypatch):
     monkeypatch.setattr(tflite, "convert", reject)
     cfg, weights = untrained
     with pytest.raises(ModelFileError, match="converter rejected the model \\(fp32\\): op FOO is not supported$"):
-        tflite.export_tflite(cfg, weights, tmp_path / "m.tflite", "fp32", check_images=0)
+        exporter.export_tflite(cfg, weights, tmp_path / "m.tflite", "fp32", check_images=0)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -159,7 +159,7 @@ def test_sidecar_metadata_and_hash(exports, tiny_trained, tmp_path):
 
 @pytest.mark.slow
 def test_fp32_matches_keras_on_real_images(exports, tiny_trained, sample_root):
-    from squeezedet.export.tflite import load_inference_model
+    from squeezedet.export.graph import load_inference_model
 
     cfg = tiny_trained.config
     model = load_inference_model(cfg.model, tiny_trained.weights_path)
@@ -200,7 +200,7 @@ def test_export_report_beside_the_models(exports, sample_root):
 
 @pytest.mark.slow
 def test_benchmark_counts_and_json(exports, tiny_trained, tmp_path, capsys):
-    from squeezedet.export.tflite import load_inference_model
+    from squeezedet.export.graph import load_inference_model
     from squeezedet.model.squeezedet import count_macs, count_params
 
     out = tmp_path / "bench.json"
@@ -224,7 +224,7 @@ def test_benchmark_counts_and_json(exports, tiny_trained, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_benchmark_takes_a_saved_keras_model(tiny_trained, tmp_path, capsys):
-    from squeezedet.export.tflite import load_inference_model
+    from squeezedet.export.graph import load_inference_model
     from squeezedet.model.squeezedet import count_macs
 
     model = load_inference_model(tiny_trained.config.model, tiny_trained.weights_path)

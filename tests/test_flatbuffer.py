@@ -20,7 +20,8 @@ INPUT = (128, 64)
 def converted(sample_root):
     """{quant: converter output, not compacted} of an untrained SqueezeDet at 128x64."""
     from squeezedet.config import Config
-    from squeezedet.export.tflite import convert, export_graph
+    from squeezedet.export.graph import export_graph
+    from squeezedet.export.tflite import convert
     from squeezedet.model import build_model
 
     cfg = Config()

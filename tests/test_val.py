@@ -9,7 +9,7 @@ from squeezedet.cli import main
 
 @pytest.mark.slow
 def test_val_keras_and_tflite_on_the_overfit_images(tiny_trained, tmp_path):
-    from squeezedet.export.tflite import export_tflite
+    from squeezedet.export.exporter import export_tflite
 
     out_k = tmp_path / "keras"
     assert main(["val", "--weights", str(tiny_trained.weights_path), "--data", str(tiny_trained.data_root),

@@ -150,7 +150,7 @@ def bench_keras(model_path, cfg=None, runs: int = 50, warmup: int = 5) -> dict:
     import keras
     import tensorflow as tf
 
-    from squeezedet.export.tflite import load_inference_model
+    from squeezedet.export.graph import load_inference_model
     from squeezedet.model.squeezedet import count_macs, count_params
 
     model_path = Path(model_path)

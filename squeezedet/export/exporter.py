@@ -1,6 +1,6 @@
 """Keras weights -> an exported model in any format, with one contract and one set of checks.
 
-Every format (:data:`FORMATS`) gets the same graph (:func:`squeezedet.export.tflite.export_graph`:
+Every format (:data:`FORMATS`) gets the same graph (:func:`squeezedet.export.graph.export_graph`:
 uint8 RGB ``[1, H, W, 3]`` in with normalisation inside, raw ConvDet float32 out; for int8 the
 per-channel head scaling), int8 calibrated on the same real images preprocessed as at inference,
 the same sidecar (class names, geometry, anchors, decode defaults, SHA-256 of the file) and the same
@@ -9,45 +9,49 @@ equivalence check against Keras, run through the back end that will run the file
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 from squeezedet.config import Config
 from squeezedet.core.metadata import ModelMetadata, write_metadata
 from squeezedet.core.preprocess import read_image_rgb
-from squeezedet.errors import ConfigError, DataError, ModelFileError, SqueezeDetError
+from squeezedet.errors import ConfigError, DataError, ModelFileError, SqueezeDetError, first_line
 from squeezedet.export import calibration
 
 log = logging.getLogger(__name__)
 
-#: format -> (file suffix, quantizations it supports, label in errors)
-FORMATS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "tflite": (".tflite", ("fp32", "fp16", "int8"), "TFLite"),
-    "onnx": (".onnx", ("fp32", "int8"), "ONNX"),
-    "openvino": (".xml", ("fp32", "fp16", "int8"), "OpenVINO"),
+
+class Format(NamedTuple):
+    """One export format: the module that writes it and what it accepts."""
+
+    module: str  #: the writer, imported only when its format is exported
+    writer: str  #: its ``write(graph, output, quantize, calib_paths, input_size)``
+    suffix: str
+    quantizations: tuple[str, ...]
+    label: str  #: the format's name in messages
+
+
+#: format -> its writer and what it accepts; the writers import their converters (TensorFlow, tf2onnx,
+#: openvino, nncf) on demand, so this table costs nothing to read.
+FORMATS: dict[str, Format] = {
+    "tflite": Format("squeezedet.export.tflite", "write_tflite", ".tflite", ("fp32", "fp16", "int8"), "TFLite"),
+    "onnx": Format("squeezedet.export.onnx", "write_onnx", ".onnx", ("fp32", "int8"), "ONNX"),
+    "openvino": Format("squeezedet.export.openvino", "write_openvino", ".xml", ("fp32", "fp16", "int8"), "OpenVINO"),
 }
 QUANTIZATIONS = ("fp32", "fp16", "int8")
 
 
 def _writer(fmt: str):
-    """The format's ``write(graph, output, quantize, calib_paths, input_size)``, imported on demand."""
-    if fmt == "tflite":
-        from squeezedet.export import tflite
-
-        return tflite.write_tflite
-    if fmt == "onnx":
-        from squeezedet.export import onnx
-
-        return onnx.write_onnx
-    from squeezedet.export import openvino
-
-    return openvino.write_openvino
+    """The format's write function, its module imported now."""
+    return getattr(importlib.import_module(FORMATS[fmt].module), FORMATS[fmt].writer)
 
 
 def check_request(fmt: str, quantize: str, output: Path) -> None:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r} (supported: {', '.join(FORMATS)})")
-    suffix, quants, label = FORMATS[fmt]
+    _, _, suffix, quants, label = FORMATS[fmt]
     if quantize not in QUANTIZATIONS:
         raise ConfigError(f"unknown quantization {quantize!r} (choose from {', '.join(QUANTIZATIONS)})")
     if quantize not in quants:
@@ -78,7 +82,7 @@ def export_model(
     (``check_root``/``check_split``, default the config's val split) through Keras and the exported file.
     """
     from squeezedet.export.equivalence import compare_keras_model, write_report
-    from squeezedet.export.tflite import export_graph, head_ranges, load_inference_model
+    from squeezedet.export.graph import export_graph, head_ranges, load_inference_model
 
     output = Path(output)
     check_request(fmt, quantize, output)
@@ -99,14 +103,14 @@ def export_model(
         log.info("calibrating on %d images of %s", len(calib_paths), calib_root)
         ranges = head_ranges(model, calibration.load_frames(calib_paths, cfg.model.input_size), cfg.model)
     graph = export_graph(model, cfg.model, ranges)
-    label = FORMATS[fmt][2]
+    label = FORMATS[fmt].label
     try:
         write(graph, output, quantize, calib_paths, cfg.model.input_size)
     except SqueezeDetError:
         raise
     except Exception as exc:  # noqa: BLE001 - converters raise ConverterError, ValueError, RuntimeError...
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{weights_path}: the {label} converter rejected the model ({quantize}): {msg}") from None
+        raise ModelFileError(f"{weights_path}: the {label} converter rejected the model ({quantize}): "
+                             f"{first_line(exc)}") from None
     write_metadata(output, _metadata(cfg, quantize, weights_path, len(calib_paths), ranges))
     log.info("wrote %s (%s %s, %.2f MB) and its metadata", output, label, quantize, model_bytes(output) / 1e6)
     if check_paths:
@@ -114,6 +118,11 @@ def export_model(
         report["images"] = [str(p) for p in check_paths]
         write_report(output, report)
     return output
+
+
+def export_tflite(cfg: Config, weights_path, output, quantize: str = "int8", **kwargs) -> Path:
+    """Export to .tflite (the first format's shorthand); see :func:`export_model` for the arguments."""
+    return export_model(cfg, weights_path, output, "tflite", quantize, **kwargs)
 
 
 def model_bytes(path) -> int:

@@ -11,7 +11,7 @@ tensor, both uint8 (u8u8), ranges from min/max over real calibration images prep
 inference. Not u8s8: on x86 CPUs without VNNI (AVX2, e.g. this project's Zen 3 test machine) onnxruntime
 runs u8s8 with a saturating 16-bit multiply-add and the tiny test model's confidence logits came out up
 to 8.4 off (u8u8: 0.68; TFLite int8: 0.87), for 9 % more time. The per-channel rescale of the head (the
-graph's only Mul, see squeezedet.export.tflite) stays float, as it does in the TFLite export.
+graph's only Mul, see squeezedet.export.graph) stays float, as it does in the TFLite export.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from squeezedet.core.preprocess import resize_for_model
 from squeezedet.errors import ModelFileError
 from squeezedet.importers.layout import ORIGINAL_LAYERS, keras_name
 from squeezedet.importers.reference import reference_forward
-from squeezedet.importers.source import SourceWeights
+from squeezedet.importers.base import SourceWeights
 from squeezedet.model.layers import BGR_MEANS
 
 log = logging.getLogger(__name__)

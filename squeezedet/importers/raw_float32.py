@@ -15,7 +15,7 @@ import numpy as np
 
 from squeezedet.errors import ModelFileError
 from squeezedet.importers.layout import ORIGINAL_LAYERS
-from squeezedet.importers.source import SourceWeights
+from squeezedet.importers.base import SourceWeights
 
 
 def _input_channels(name: str, params: dict) -> int:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.errors import ModelFileError
+from squeezedet.errors import ModelFileError, first_line
 from squeezedet.importers.layout import ORIGINAL_LAYERS
-from squeezedet.importers.source import SourceWeights
+from squeezedet.importers.base import SourceWeights
 
 
 def _prefix(path: Path) -> str:
@@ -35,8 +35,7 @@ def read_tf1_checkpoint(path: Path) -> SourceWeights:
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (ValueError, tf.errors.OpError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: not a readable TensorFlow checkpoint ({msg})") from None
+        raise ModelFileError(f"{path}: not a readable TensorFlow checkpoint ({first_line(exc)})") from None
     names = reader.get_variable_to_shape_map()
     params, missing = {}, []
     for name in ORIGINAL_LAYERS:

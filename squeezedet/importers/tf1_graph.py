@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.errors import ModelFileError
+from squeezedet.errors import ModelFileError, first_line
 from squeezedet.importers.layout import ORIGINAL_LAYERS
-from squeezedet.importers.source import SourceWeights
+from squeezedet.importers.base import SourceWeights
 
 #: The original graph's output of the ConvDet layer (BiasAdd, or Dequantize in 8-bit graphs).
 OUTPUT_NODE = "conv12/bias_add"
@@ -34,11 +34,6 @@ def dequantize_min_first(q: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
     return tf.quantization.dequantize(tf.constant(q.astype(np.uint8), tf.quint8), float(lo), float(hi),
                                       mode="MIN_FIRST").numpy().astype(np.float32)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _parse(path: Path):
@@ -127,7 +122,7 @@ def _runner(graph_def, path: Path):
         with graph.as_default():
             tf.compat.v1.import_graph_def(graph_def, name="")
     except (ValueError, tf.errors.OpError) as exc:
-        raise ModelFileError(f"{path}: TensorFlow cannot load this graph ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: TensorFlow cannot load this graph ({first_line(exc)})") from None
     session = tf.compat.v1.Session(graph=graph)
     feed, fetch = f"{placeholders[0]}:0", f"{OUTPUT_NODE}:0"
 
@@ -135,7 +130,7 @@ def _runner(graph_def, path: Path):
         try:
             return np.concatenate([session.run(fetch, {feed: img[None]}) for img in images_bgr])
         except (ValueError, tf.errors.OpError) as exc:
-            raise ModelFileError(f"{path}: running the graph failed ({_first_line(exc)})") from None
+            raise ModelFileError(f"{path}: running the graph failed ({first_line(exc)})") from None
 
     return run
 
