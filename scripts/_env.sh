@@ -22,9 +22,13 @@ ensure_venv() {  # ensure_venv EXTRAS (e.g. "edge" or "train-cpu,edge,dev")
     "$PY" -m pip install --quiet --upgrade pip
   fi
   local stamp="$VENV/.installed-$(echo "$extras" | tr ',' '-')"
-  if [ ! -f "$stamp" ] || [ "$REPO_ROOT/pyproject.toml" -nt "$stamp" ]; then
-    log "installing squeezedet[$extras] (first run takes a few minutes)"
-    "$PY" -m pip install --quiet --disable-pip-version-check -e "$REPO_ROOT[$extras]"
+  # The tested set of versions (constraints.txt) unless SQUEEZEDET_CONSTRAINTS=none: then the newest
+  # releases pyproject.toml allows (README "Development": running the suite against them).
+  local constraints=(-c "$REPO_ROOT/constraints.txt")
+  if [ "${SQUEEZEDET_CONSTRAINTS:-}" = "none" ]; then constraints=(); stamp="$stamp-latest"; fi
+  if [ ! -f "$stamp" ] || [ "$REPO_ROOT/pyproject.toml" -nt "$stamp" ] || [ "$REPO_ROOT/constraints.txt" -nt "$stamp" ]; then
+    log "installing squeezedet[$extras]${constraints:+ (tested versions, constraints.txt)} (first run takes a few minutes)"
+    "$PY" -m pip install --quiet --disable-pip-version-check "${constraints[@]}" -e "$REPO_ROOT[$extras]"
     touch "$stamp"
   fi
 }
