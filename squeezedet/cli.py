@@ -1,5 +1,7 @@
 """The ``squeezedet`` command: one verb per stage, each registered by the module that owns it.
 
+Every verb is a module of squeezedet.commands; the library layers below never import one.
+
 Verbs import their heavy dependencies (TensorFlow, matplotlib) only when they run, so ``--help`` and the
 numpy-only verbs (kitti-eval, anchors) start fast. A SqueezeDetError is printed as one line, exit 2.
 """
@@ -22,8 +24,8 @@ COMMAND_MODULES = (
     "squeezedet.commands.anchors",
     "squeezedet.commands.augment_preview",
     "squeezedet.commands.val",
-    "squeezedet.eval.commands",
-    "squeezedet.export.commands",
+    "squeezedet.commands.kitti_eval",
+    "squeezedet.commands.export",
     "squeezedet.commands.import_weights",
 )
 

@@ -30,7 +30,6 @@ import pytest
 from squeezedet.cli import main
 from squeezedet.core.boxes import iou_matrix
 from squeezedet.core.kitti import KittiObject, read_labels
-from squeezedet.eval.commands import evaluate_and_report, results_from_detections
 from squeezedet.eval.kitti_eval import (
     DIFFICULTIES,
     IOU_THRESHOLDS,
@@ -40,7 +39,8 @@ from squeezedet.eval.kitti_eval import (
     evaluate_folders,
     sample_thresholds,
 )
-from squeezedet.eval.report import format_table, metrics_dict
+from squeezedet.eval.report import evaluate_and_report, format_table, metrics_dict
+from squeezedet.eval.validate import results_from_detections
 
 BOX = (0.0, 0.0, 100.0, 50.0)
 OK = (100.0, 100.0)

@@ -1,4 +1,5 @@
-"""CLI verbs of the training side (train, predict, val, anchors, augment-preview)."""
+"""The CLI verbs, one module each (train, predict, val, kitti-eval, export + benchmark, import, anchors,
+augment-preview), over the library layers, which never import them."""
 
 
 def add_backend_arguments(parser) -> None:

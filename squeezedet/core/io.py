@@ -1,8 +1,9 @@
-"""Atomic file writes: outputs appear whole or not at all (write to a temp file, then rename)."""
+"""Atomic file writes: outputs appear whole or not at all (write to a temp file, then rename); file sizes."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
@@ -65,3 +66,8 @@ def atomic_write_text(path, text: str) -> Path:
 
 def atomic_write_json(path, obj, indent: int = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def gzip_size(path) -> int:
+    """Bytes of the file gzip-compressed (level 9): what a download or OTA update of it costs."""
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9))

@@ -5,15 +5,22 @@ Every file is written atomically, so a dashboard polling the run folder never re
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from squeezedet.core.io import atomic_path, atomic_write_json
-from squeezedet.eval.kitti_eval import DIFFICULTIES, N_SAMPLE_PTS, EvalResult
+from squeezedet.core.kitti import KittiObject
+from squeezedet.eval.kitti_eval import DIFFICULTIES, N_SAMPLE_PTS, EvalResult, evaluate
+
+log = logging.getLogger(__name__)
 
 METRIC_NAME = "KITTI 2D bbox AP (official devkit rules)"
+METRICS_FILE = "metrics.json"
+PR_CURVES_FILE = "pr_curves.png"
 
 
 def _num(x: float) -> float | None:
@@ -105,3 +112,29 @@ def plot_pr_curves(result: EvalResult, path) -> Path:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     return path
+
+
+def report(result: EvalResult, output_dir) -> None:
+    """Print the table; write metrics.json and (when matplotlib is installed) pr_curves.png."""
+    output_dir = Path(output_dir)
+    print(format_table(result))
+    log.info("wrote %s", write_metrics_json(result, output_dir / METRICS_FILE))
+    try:
+        log.info("wrote %s", plot_pr_curves(result, output_dir / PR_CURVES_FILE))
+    except ModuleNotFoundError as exc:
+        if exc.name != "matplotlib":
+            raise
+        log.warning("matplotlib not installed: %s not written (pip install matplotlib)", PR_CURVES_FILE)
+
+
+def evaluate_and_report(
+    gt: Mapping[str, Sequence[KittiObject]],
+    dt: Mapping[str, Sequence[KittiObject]],
+    classes: Sequence[str],
+    output_dir,
+    iou_thresholds: Mapping[str, float] | None = None,
+) -> EvalResult:
+    """Evaluate in memory (image id -> objects), print the table, write metrics.json + pr_curves.png."""
+    result = evaluate(gt, dt, classes, iou_thresholds)
+    report(result, output_dir)
+    return result

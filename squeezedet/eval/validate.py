@@ -6,15 +6,36 @@ Used by `squeezedet val` (Keras weights or .tflite) and by the training loop's v
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
-from squeezedet.core.kitti import kitti_name_for, write_results
-from squeezedet.eval.commands import evaluate_and_report, results_from_detections
+import numpy as np
+
+from squeezedet.core.kitti import KittiObject, kitti_name_for, write_results
+from squeezedet.eval.report import evaluate_and_report
 
 log = logging.getLogger(__name__)
 
 #: AP needs the whole precision-recall curve: keep low-score detections (the devkit's own practice).
 EVAL_SCORE_THRESHOLD = 0.005
+
+
+def results_from_detections(boxes, labels, scores, class_names: Sequence[str]) -> list[KittiObject]:
+    """One image's detections (xyxy pixels, class indices, scores) as KITTI result objects.
+
+    Our lower-case class names become KITTI types (car -> Car), so they match the labels' types.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    labels = np.asarray(labels).reshape(-1)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if not len(boxes) == len(labels) == len(scores):
+        raise ValueError(f"{len(boxes)} boxes, {len(labels)} labels and {len(scores)} scores")
+    types = [kitti_name_for(n) for n in class_names]
+    return [
+        KittiObject(type=types[int(c)], truncated=-1.0, occluded=-1, alpha=-10.0,
+                    bbox=tuple(b.tolist()), score=float(s))
+        for b, c, s in zip(boxes, labels, scores)
+    ]
 
 
 def predict_split(predictor, samples, result_dir, batch_size: int = 8, quiet: bool = False) -> dict:

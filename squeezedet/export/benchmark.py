@@ -9,7 +9,6 @@ process: Keras is timed at the thread count set by :func:`configure_tf_threads`.
 
 from __future__ import annotations
 
-import gzip
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -17,16 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezedet.core.io import atomic_write_json
+from squeezedet.core.io import atomic_write_json, gzip_size
 from squeezedet.errors import ModelFileError
 from squeezedet.export.flatbuffer import builtin_names, op_name, schema
 
 _CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
-
-
-def gzip_size(path) -> int:
-    """Bytes of the file gzip-compressed (level 9): what a download or OTA update of it costs."""
-    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9))
 
 
 def tflite_counts(path) -> dict:

@@ -17,7 +17,7 @@ import logging
 import keras
 import numpy as np
 
-from squeezedet.export.benchmark import gzip_size
+from squeezedet.core.io import gzip_size
 
 log = logging.getLogger(__name__)
 
