@@ -29,7 +29,8 @@ from pipeline.camera import CameraWorker, LatestFrame, camera_video_path  # noqa
 from pipeline.config import EdgeConfig, load_edge_config
 from pipeline.detector import Detector, ModelWatcher
 from pipeline.lines import CountStore
-from pipeline.mqtt import OFFLINE, ONLINE, MqttPublisher, time_fields
+from pipeline.mqtt import OFFLINE, ONLINE, DaemonTopics, MqttPublisher
+from pipeline.payloads import daemon_stats
 from pipeline.scheduler import SharedDetector
 from pipeline.sources import FrameSource, Opener, source_kind
 from squeezedet.core.io import atomic_write_json
@@ -56,16 +57,14 @@ class Daemon:
         self.publisher: MqttPublisher | None = None
         self.http = None  #: pipeline.web.HttpServer while running with http.enabled
         names = list(cfg.cameras)
-        prefix = cfg.mqtt.prefix
+        self.topics = DaemonTopics(cfg.mqtt.prefix)
+        self._commands = self.topics.commands(names)  # command topic -> its camera (None: all)
         if cfg.mqtt.enabled:
             ha = cfg.mqtt.home_assistant
-            subscriptions = {}
-            if ha.enabled:
-                subscriptions[ha.status_topic or f"{ha.discovery_prefix}/status"] = self._on_ha_status
-            default_id = f"squeezedet-edge-{names[0]}" if len(names) == 1 else f"squeezedet-edge-{prefix}"
-            commands = [f"{prefix}/command"] + [f"{prefix}/{n}/command" for n in names]
-            self.publisher = MqttPublisher(cfg.mqtt, cfg.mqtt.client_id or default_id, f"{prefix}/availability",
-                                           commands, self._on_command, subscriptions)
+            subscriptions = {self.topics.ha_status(ha): self._on_ha_status} if ha.enabled else {}
+            default_id = f"squeezedet-edge-{names[0]}" if len(names) == 1 else f"squeezedet-edge-{cfg.mqtt.prefix}"
+            self.publisher = MqttPublisher(cfg.mqtt, cfg.mqtt.client_id or default_id, self.topics.availability,
+                                           self._commands, self._on_command, subscriptions)
         has_lines = any(cam.lines for cam in cfg.cameras.values())
         self.store = CountStore(cfg.run.state_file) if has_lines and cfg.run.state_file else None
         if has_lines and self.store is None:
@@ -120,7 +119,7 @@ class Daemon:
             "input": f"{det.meta.input_width}x{det.meta.input_height}",
             "classes": ",".join(det.class_names), "mqtt": self.cfg.mqtt.enabled}})
         if self.publisher is not None:
-            self.publisher.set_state(f"{self.cfg.mqtt.prefix}/availability", ONLINE)
+            self.publisher.set_state(self.topics.availability, ONLINE)
         for worker in self.cameras.values():
             worker.model_changed(det.model_id)
         if self.publisher is not None:
@@ -175,13 +174,10 @@ class Daemon:
             fields = stats["cameras"][name]
             log.info("stats", extra={"fields": {"camera": name, **fields}})
             worker.reporter.stats(fields)
-        if self.publisher is not None:
-            pub = self.publisher
-            self.publisher.publish(f"{self.cfg.mqtt.prefix}/stats", {
-                **time_fields(time.time()), **{k: v for k, v in stats.items() if k != "mqtt"},
-                "mqtt_queue": pub.queue_depth, "mqtt_queue_max": pub.cfg.queue_size,
-                "mqtt_dropped": pub.dropped, "mqtt_connected": pub.connected,
-            }, retain=self.cfg.mqtt.retain)
+        pub = self.publisher
+        if pub is not None:
+            pub.publish(self.topics.stats, daemon_stats(stats, time.time(), pub.queue_depth, pub.cfg.queue_size,
+                                                        pub.dropped, pub.connected), retain=self.cfg.mqtt.retain)
 
     def _heartbeat(self) -> None:
         """Write run.health_file at most once a second while frames flow: the last frame time of every
@@ -223,7 +219,7 @@ class Daemon:
                 continue
             worker.shutdown()
         if self.publisher is not None:
-            self.publisher.set_state(f"{self.cfg.mqtt.prefix}/availability", OFFLINE)
+            self.publisher.set_state(self.topics.availability, OFFLINE)
             self.publisher.close()
         elapsed = time.monotonic() - self._started
         frames = self.frames
@@ -239,8 +235,7 @@ class Daemon:
     # -- callbacks from other threads ----------------------------------------------------------
     def _on_command(self, command: dict, topic: str) -> None:
         action = command["action"]
-        prefix = self.cfg.mqtt.prefix
-        camera = topic[len(prefix) + 1:-len("/command")] if topic != f"{prefix}/command" else None
+        camera = self._commands.get(topic)
         log.info("command", extra={"fields": {"topic": topic, "action": action}})
         if action == "reload_model":
             self.watcher.request_reload()
@@ -256,7 +251,7 @@ class Daemon:
         """Home Assistant (re)started: send discovery first, then every retained state."""
         if payload.strip().lower() == b"online" and self.publisher is not None:
             log.info("home assistant online, re-sending discovery and states")
-            self.publisher.resend_state(first=self.cfg.mqtt.home_assistant.discovery_prefix + "/")
+            self.publisher.resend_state(first=self.topics.ha_discovery_root(self.cfg.mqtt.home_assistant))
 
     def _on_model_loaded(self, detector: Detector) -> None:
         self.shared.swap(detector)  # atomic reference swap; the old model is freed after its last frame

@@ -58,7 +58,7 @@ def device(topics: Topics, ha_cfg) -> dict:
 def _entity(platform: str, what: str, name: str, topics: Topics, ha_cfg, **fields) -> tuple[str, dict]:
     node = node_id(topics)
     object_id = f"{node}_{topic_level(what)}"
-    return f"{ha_cfg.discovery_prefix}/{platform}/{node}/{object_id}/config", {
+    return topics.ha_discovery(ha_cfg, platform, node, object_id), {
         "name": name,
         "unique_id": object_id,
         "default_entity_id": f"{platform}.{object_id}",

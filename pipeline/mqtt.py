@@ -1,6 +1,8 @@
-"""Everything MQTT: topic layout, payload schemas and a publisher that never blocks the frame loop.
+"""The MQTT transport: topic names, and a publisher that never blocks the frame loop (connect, LWT, bounded
+offline queue, retained state). What the messages say is ``pipeline.payloads``'.
 
-Topics (``P`` = mqtt.prefix, ``C`` = a camera's name; the README has one real payload of each):
+Topics (``P`` = mqtt.prefix, ``C`` = a camera's name; the README has one real payload of each), all named
+by ``DaemonTopics`` / ``Topics``:
 
 * ``P/C/detections``  every processed frame (optionally rate-limited): confirmed objects
 * ``P/C/events``      ``new`` / ``update`` / ``end`` per confirmed track, with before/after
@@ -11,6 +13,8 @@ Topics (``P`` = mqtt.prefix, ``C`` = a camera's name; the README has one real pa
   online/offline (last will)
 * ``P/C/stats``, ``P/stats``  per-camera and daemon-wide throughput every ``stats_interval_s``
 * ``P/command``, ``P/C/command``  subscribed: ``{"action": "reload_model"}``, ``{"action": "reset_counts"}``
+* ``<discovery_prefix>/<platform>/<node>/<id>/config`` Home Assistant discovery; ``<discovery_prefix>/status``
+  subscribed (Home Assistant's birth message)
 
 Two kinds of outgoing message, two delivery rules:
 
@@ -39,9 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
-from pipeline.tracker import TrackedObject
 from squeezedet.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -55,21 +57,51 @@ def topic_level(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-]", "_", name) or "_"
 
 
-class Topics:
+class DaemonTopics:
+    """The daemon-wide topic names under one prefix, and Home Assistant's."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.availability = f"{prefix}/availability"
+        self.stats = f"{prefix}/stats"
+        self.command = f"{prefix}/command"
+
+    def for_camera(self, camera: str) -> Topics:
+        return Topics(self.prefix, camera)
+
+    def commands(self, cameras: Iterable[str]) -> dict[str, str | None]:
+        """Command topic -> the camera it addresses (None: every camera), for subscribing and dispatch."""
+        return {self.command: None, **{self.for_camera(name).camera_command: name for name in cameras}}
+
+    @staticmethod
+    def ha_status(ha_cfg) -> str:
+        """Home Assistant's birth/will topic, which the daemon subscribes to."""
+        return ha_cfg.status_topic or f"{ha_cfg.discovery_prefix}/status"
+
+    @staticmethod
+    def ha_discovery(ha_cfg, platform: str, node: str, object_id: str) -> str:
+        """An entity's discovery config topic."""
+        return f"{ha_cfg.discovery_prefix}/{platform}/{node}/{object_id}/config"
+
+    @staticmethod
+    def ha_discovery_root(ha_cfg) -> str:
+        """What every discovery config topic starts with (they are re-sent first)."""
+        return f"{ha_cfg.discovery_prefix}/"
+
+
+class Topics(DaemonTopics):
     """Topic names of one camera (and the daemon-wide ones it shares)."""
 
     def __init__(self, prefix: str, camera: str):
-        self.prefix = prefix
+        super().__init__(prefix)
         self.camera = camera
         self.base = base = f"{prefix}/{camera}"
-        self.availability = f"{prefix}/availability"
-        self.stats = f"{prefix}/stats"
         self.camera_availability = f"{base}/availability"
         self.camera_stats = f"{base}/stats"
         self.detections = f"{base}/detections"
         self.events = f"{base}/events"
         self.status = f"{base}/status"
-        self.commands = (f"{prefix}/command", f"{base}/command")
+        self.camera_command = f"{base}/command"
 
     def count(self, label: str) -> str:
         return f"{self.base}/{topic_level(label)}/count"
@@ -358,26 +390,3 @@ class MqttPublisher:
             return
         if self._on_command is not None:
             self._on_command(command, msg.topic)
-
-
-# -- payloads ----------------------------------------------------------------------------------
-def time_fields(ts: float) -> dict:
-    """Epoch seconds (ms precision) and the same instant as ISO 8601 UTC."""
-    ms = round(ts * 1000)
-    dt = datetime.fromtimestamp(ms // 1000, timezone.utc).replace(microsecond=ms % 1000 * 1000)
-    return {"timestamp": ms / 1000, "time": dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
-
-
-def object_payload(obj: TrackedObject, width: int, height: int) -> dict:
-    x1, y1, x2, y2 = obj.box
-    return {
-        "id": obj.track_id,
-        "label": obj.label,
-        "score": obj.score,
-        "smoothed_score": obj.smoothed_score,
-        "box": [x1, y1, x2, y2],
-        "box_norm": [round(x1 / width, 4), round(y1 / height, 4), round(x2 / width, 4), round(y2 / height, 4)],
-        "missed": obj.missed,
-        "first_frame": obj.first_frame,
-        "last_frame": obj.last_frame,
-    }

@@ -1,5 +1,6 @@
 """One camera's reporting: frames, tracks, zones, lines and snapshots mapped onto its MQTT topics
-(layout in pipeline.mqtt), plus the in-memory event history that local consumers read.
+(names from pipeline.mqtt.Topics, payloads from pipeline.payloads), plus the events that local consumers
+read (``on_event``).
 
 Streams (detections, events) go through the publisher's bounded queue; everything a late subscriber
 or Home Assistant must know at once (counts, occupancy, totals, snapshots, status, discovery) is
@@ -14,8 +15,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from pipeline import homeassistant as ha
+from pipeline import payloads
 from pipeline.lines import Crossing
-from pipeline.mqtt import OFFLINE, ONLINE, MqttPublisher, Topics, object_payload, time_fields
+from pipeline.mqtt import OFFLINE, ONLINE, MqttPublisher, Topics
 from pipeline.snapshots import Snapshot
 from pipeline.tracker import TrackedObject, TrackEvent
 from pipeline.zones import ZoneEvent
@@ -100,8 +102,7 @@ class Reporter:
         camera's availability follows its source (online only while frames can flow)."""
         with self._lock:
             self._status.update(fields)
-            self._state(self.topics.status, {"camera": self.topics.camera, **self._status,
-                                             **time_fields(time.time())})
+            self._state(self.topics.status, payloads.status(self.topics.camera, self._status, time.time()))
             self._state(self.topics.camera_availability, ONLINE if self._status["state"] == "online" else OFFLINE)
 
     # -- per frame ---------------------------------------------------------------------------------
@@ -109,27 +110,20 @@ class Reporter:
               events: list[TrackEvent], model_id: str, inference_ms: float, zone_events: list[ZoneEvent] = (),
               crossings: list[Crossing] = (), snapshots: list[Snapshot] = (),
               zone_counts: dict | None = None) -> None:
-        width, height = size
+        camera = self.topics.camera
         shots = {s.track_id: s for s in snapshots}
         self._track_events(events, index, timestamp, size, model_id, shots)
         for snap in snapshots:
             self._state(self.topics.snapshot(snap.label), snap.jpeg)
         self._zone_events(zone_events, index, timestamp, size)
         for c in crossings:
-            self._emit(self.topics.line_events(c.line), {
-                "type": "cross", "camera": self.topics.camera, "line": c.line, "direction": c.direction,
-                "frame": index, **time_fields(timestamp), "id": c.obj.track_id, "label": c.obj.label,
-                "totals": c.totals, "object": object_payload(c.obj, width, height)})
+            self._emit(self.topics.line_events(c.line), payloads.crossing(camera, c, index, timestamp, size))
         if self.publisher is None:
             return
         if timestamp - self._last_detections >= self.cfg.detections_interval_s:
             self._last_detections = timestamp
-            self._stream(self.topics.detections, {
-                "camera": self.topics.camera, "frame": index, **time_fields(timestamp),
-                "image": {"width": width, "height": height}, "model_id": model_id,
-                "inference_ms": round(inference_ms, 2),
-                "objects": [object_payload(o, width, height) for o in objects],
-            })
+            self._stream(self.topics.detections,
+                         payloads.detections(camera, index, timestamp, size, model_id, inference_ms, objects))
         self._counts(Counter(o.label for o in objects), zone_counts or {})
 
     def _counts(self, counts: Counter, zone_counts: dict) -> None:
@@ -155,15 +149,12 @@ class Reporter:
 
     def _zone_events(self, zone_events: list[ZoneEvent], index: int, timestamp: float,
                      size: tuple[int, int]) -> None:
-        width, height = size
         for ev in zone_events:
-            self._emit(self.topics.zone_events(ev.zone), {
-                "type": ev.type, "camera": self.topics.camera, "zone": ev.zone, "frame": index,
-                **time_fields(timestamp), "id": ev.obj.track_id, "label": ev.obj.label, "count": ev.count,
-                "object": object_payload(ev.obj, width, height)})
+            self._emit(self.topics.zone_events(ev.zone),
+                       payloads.zone_event(self.topics.camera, ev, index, timestamp, size))
 
     def stats(self, fields: dict) -> None:
-        self._stream(self.topics.camera_stats, {"camera": self.topics.camera, **time_fields(time.time()), **fields})
+        self._stream(self.topics.camera_stats, payloads.camera_stats(self.topics.camera, fields, time.time()))
 
     def _emit(self, topic: str, payload: dict) -> None:
         self._on_event(payload)
@@ -171,16 +162,8 @@ class Reporter:
 
     def _track_events(self, events: list[TrackEvent], index: int, timestamp: float, size: tuple[int, int],
                       model_id: str, shots: dict[int, Snapshot]) -> None:
-        width, height = size
         for event in events:
-            payload = {
-                "type": event.type, "camera": self.topics.camera, "frame": index, **time_fields(timestamp),
-                "model_id": model_id,
-                "before": None if event.before is None else object_payload(event.before, width, height),
-                "after": object_payload(event.after, width, height),
-            }
             snap = shots.get(event.after.track_id) if event.type == "new" else None
-            if snap is not None:
-                payload["snapshot"] = {"topic": self.topics.snapshot(snap.label), "width": snap.width,
-                                       "height": snap.height, "bytes": len(snap.jpeg), "file": snap.path}
-            self._emit(self.topics.events, payload)
+            ref = None if snap is None else payloads.snapshot_reference(self.topics.snapshot(snap.label), snap)
+            self._emit(self.topics.events,
+                       payloads.track_event(self.topics.camera, event, index, timestamp, size, model_id, ref))

@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 
+from pipeline.mqtt import DaemonTopics
+
 
 def format_message(topic: str, payload: bytes, prefix: str) -> str | None:
     """One line for a message, or None for topics not worth a line (HA discovery)."""
@@ -64,6 +66,7 @@ def main(argv=None) -> int:
     done = threading.Event()
     seen_online = threading.Event()
     counts = {"detections": 0, "events": 0}
+    availability = DaemonTopics(args.prefix).availability
 
     def on_connect(client, userdata, flags, reason_code, properties):
         client.subscribe([(f"{args.prefix}/#", 1), ("homeassistant/#", 0)])
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
                 counts[kind] += 1
         if line:
             print(line, flush=True)
-        if msg.topic == f"{args.prefix}/availability":
+        if msg.topic == availability:
             if msg.payload == b"online":
                 seen_online.set()
             elif msg.payload == b"offline" and seen_online.is_set():
