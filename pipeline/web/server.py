@@ -29,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import HttpConfig
 from pipeline.metrics import daemon_registry
-from pipeline.sources import redact_uri
+from pipeline.redact import redact_uri
 from pipeline.web.frames import JpegCache, label_css_colour
 from squeezedet.errors import ConfigError
 
