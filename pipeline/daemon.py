@@ -10,30 +10,29 @@ tracks, publish ``offline``, flush, exit 0), or until every camera has finished 
 frames each, or the end of a non-looping file with ``run.stop_at_end``).
 
 Exit status: 0 normal stop, 2 a user error (config, model, source; one line on stderr), 1 a bug.
-Logs go to stdout as key=value or JSON lines; stderr is kept for the fatal one-liner.
+Logs go to stdout as key=value or JSON lines (pipeline.logs); stderr is kept for the fatal one-liner.
+``--check-config`` and ``--healthcheck`` (pipeline.health) answer without starting anything.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import signal
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 
 from pipeline.camera import CameraWorker, LatestFrame, camera_video_path  # noqa: F401 - LatestFrame: API
 from pipeline.config import EdgeConfig, load_edge_config
 from pipeline.detector import Detector, ModelWatcher
+from pipeline.health import Heartbeat, healthcheck
 from pipeline.lines import CountStore
+from pipeline.logs import configure_logging
 from pipeline.mqtt import OFFLINE, ONLINE, DaemonTopics, MqttPublisher
 from pipeline.payloads import daemon_stats
 from pipeline.scheduler import SharedDetector
 from pipeline.sources import FrameSource, Opener, source_kind
-from squeezedet.core.io import atomic_write_json
 from squeezedet.errors import SqueezeDetError
 
 log = logging.getLogger("pipeline.daemon")
@@ -52,7 +51,7 @@ class Daemon:
         cv2.setNumThreads(cfg.run.opencv_threads or -1)  # process-wide (the daemon is its own process); -1: default
         self._stop = threading.Event()
         self._started = time.monotonic()
-        self._last_heartbeat = float("-inf")
+        self.heartbeat = Heartbeat(cfg.run.health_file)
         self._last_stats = time.monotonic()
         self.publisher: MqttPublisher | None = None
         self.http = None  #: pipeline.web.HttpServer while running with http.enabled
@@ -179,22 +178,8 @@ class Daemon:
             pub.publish(self.topics.stats, daemon_stats(stats, time.time(), pub.queue_depth, pub.cfg.queue_size,
                                                         pub.dropped, pub.connected), retain=self.cfg.mqtt.retain)
 
-    def _heartbeat(self) -> None:
-        """Write run.health_file at most once a second while frames flow: the last frame time of every
-        camera (a supervisor reads the file's age, an operator its content)."""
-        path = self.cfg.run.health_file
-        now = time.monotonic()
-        if not path or now - self._last_heartbeat < 1.0:
-            return
-        last = {name: w.last_frame_time for name, w in self.cameras.items()}
-        newest = max((t for t in last.values() if t is not None), default=None)
-        if newest is None or time.time() - newest > 1.5:
-            return  # no frame since the last beat: let the file age
-        self._last_heartbeat = now
-        try:
-            atomic_write_json(path, {"cameras": {n: t and round(t, 3) for n, t in last.items()}})
-        except OSError as exc:
-            log.warning("cannot write health file", extra={"fields": {"path": path, "error": str(exc)}})
+    def _heartbeat(self, now: bool = False) -> None:
+        self.heartbeat.beat({name: w.last_frame_time for name, w in self.cameras.items()}, now)
 
     def _shutdown(self) -> None:
         reason = "stopped"
@@ -210,7 +195,7 @@ class Daemon:
             worker.join(max(0.0, deadline - time.monotonic()))
         self.watcher.stop()
         self.shared.stop()
-        self._heartbeat_final()
+        self._heartbeat(now=True)
         self._report_stats()  # the final figures, also for runs shorter than stats_interval_s
         for worker in self.cameras.values():
             if worker.is_alive():  # its last frame is still running: flushing its tracker now would race it
@@ -227,10 +212,6 @@ class Daemon:
             "reason": reason, "frames": frames, "fps": round(frames / max(elapsed, 1e-9), 2),
             "dropped_frames": sum(w.source.dropped for w in self.cameras.values()), "errors": self.errors,
             "mqtt_dropped": self.publisher.dropped if self.publisher else 0}})
-
-    def _heartbeat_final(self) -> None:
-        self._last_heartbeat = float("-inf")
-        self._heartbeat()
 
     # -- callbacks from other threads ----------------------------------------------------------
     def _on_command(self, command: dict, topic: str) -> None:
@@ -263,58 +244,6 @@ class Daemon:
             worker.model_changed("", error=reason)
 
 
-# -- logging ---------------------------------------------------------------------------------------
-def _record_fields(record: logging.LogRecord, formatter: logging.Formatter) -> dict:
-    fields = {
-        "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-        "level": record.levelname.lower(),
-        "logger": record.name,
-        "msg": record.getMessage(),
-        **(getattr(record, "fields", None) or {}),
-    }
-    if record.exc_info:
-        fields["exc"] = formatter.formatException(record.exc_info)
-    return fields
-
-
-class KeyValueFormatter(logging.Formatter):
-    """``ts=... level=info logger=pipeline.sources msg="source lost" camera=front``"""
-
-    def format(self, record):
-        parts = []
-        for key, value in _record_fields(record, self).items():
-            text = str(value)
-            if not text or any(c in text for c in ' ="\n'):
-                text = json.dumps(text)
-            parts.append(f"{key}={text}")
-        return " ".join(parts)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line (for journald/Loki/Elasticsearch)."""
-
-    def format(self, record):
-        return json.dumps(_record_fields(record, self), default=str)
-
-
-def configure_logging(fmt: str, level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
-    handler.squeezedet_edge = True
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "squeezedet_edge", False)]:
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
-    try:  # OpenCV's own warnings (e.g. a missing /dev/video0) would bypass the formatter
-        import cv2
-
-        cv2.utils.logging.setLogLevel(
-            cv2.utils.logging.LOG_LEVEL_DEBUG if level == "DEBUG" else cv2.utils.logging.LOG_LEVEL_ERROR)
-    except (ImportError, AttributeError):
-        pass
-
-
 # -- command line ------------------------------------------------------------------------------
 def check_config(cfg: EdgeConfig, path: str) -> str:
     """Validate what can be validated without a camera or broker: the model, and file sources."""
@@ -334,34 +263,6 @@ def check_config(cfg: EdgeConfig, path: str) -> str:
     return (f"{path}: OK (camera={','.join(cfg.cameras)} source={','.join(kinds)} model={det.model_id} "
             f"input={det.meta.input_width}x{det.meta.input_height} classes={','.join(det.class_names)} mqtt={mqtt}"
             f"{http})")
-
-
-def healthcheck(cfg: EdgeConfig, path: str) -> tuple[bool, str]:
-    """With http.enabled: the running daemon's /healthz (every camera's last frame within
-    http.health_max_age_s). Otherwise: run.health_file was written within run.health_max_age_s; the
-    message names cameras whose last frame is older (they are reconnecting: a restart would not help)."""
-    if cfg.http.enabled:
-        from pipeline.web.probe import probe_healthz
-
-        return probe_healthz(cfg.http)
-    hf = cfg.run.health_file
-    if not hf:
-        return False, f"{path}: run.health_file is not set, nothing to check"
-    try:
-        age = time.time() - os.stat(hf).st_mtime
-    except FileNotFoundError:
-        return False, f"{hf}: no heartbeat yet (no frame processed)"
-    if age > cfg.run.health_max_age_s:
-        return False, f"{hf}: last frame {age:.0f} s ago (limit {cfg.run.health_max_age_s:.0f} s)"
-    stale = []
-    try:
-        cams = json.loads(open(hf).read() or "{}").get("cameras", {})
-        now = time.time()
-        stale = [n for n, t in cams.items() if t is None or now - t > cfg.run.health_max_age_s]
-    except (OSError, ValueError, AttributeError):
-        pass
-    note = f"; no recent frame from {','.join(stale)}" if stale else ""
-    return True, f"{hf}: healthy, last frame {age:.1f} s ago{note}"
 
 
 def _positive_int(text: str) -> int:
