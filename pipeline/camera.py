@@ -5,8 +5,9 @@ A camera's trouble stays its own: a lost stream is reopened by its source thread
 cameras keep going (the detector serves whoever has a frame), a frame that raises is counted and
 skipped, and a camera that ends (a non-looping file) simply stops asking for inference.
 
-Local consumers (the HTTP server) read a camera through ``latest()``, ``stats()``, ``counts()``,
-``geometry()`` and ``recent_events()``; all are thread-safe and cost the frame loop a reference swap.
+Local consumers (the HTTP server, /metrics) read a camera through ``pipeline.views.CameraView``:
+``latest()``, ``stats()``, ``counts()``, ``geometry()``, ``recent_events()`` and ``source_uri``; all are
+thread-safe and cost the frame loop a reference swap.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,8 @@ from pipeline.reporter import Reporter
 from pipeline.scheduler import SharedDetector
 from pipeline.snapshots import Snapshotter
 from pipeline.sources import FrameSource, Opener
-from pipeline.tracker import TrackedObject, Tracker
+from pipeline.tracker import Tracker
+from pipeline.views import LatestFrame
 from pipeline.zones import Masks, Zones
 from squeezedet.core.annotate import AnnotatedVideoWriter, draw_detections
 from squeezedet.errors import SqueezeDetError
@@ -36,17 +37,6 @@ from squeezedet.errors import SqueezeDetError
 log = logging.getLogger("pipeline.camera")
 
 EVENT_HISTORY = 200
-
-
-@dataclass(frozen=True)
-class LatestFrame:
-    """The newest processed frame of a camera, handed over by reference (never copied or encoded)."""
-
-    image: np.ndarray  #: uint8 RGB [H, W, 3], as the detector saw it
-    index: int
-    timestamp: float  #: epoch seconds at capture
-    objects: list[TrackedObject]  #: confirmed tracks of this frame
-    monotonic: float  #: time.monotonic() at hand-over
 
 
 class CameraWorker:
@@ -296,7 +286,11 @@ class CameraWorker:
         with self._lock:
             self._events.append(payload)
 
-    # -- observer API (thread-safe) ------------------------------------------------------------------
+    # -- observer API (thread-safe): pipeline.views.CameraView ------------------------------------
+    @property
+    def source_uri(self) -> str | None:
+        return self.cfg.source.uri
+
     def latest(self) -> LatestFrame | None:
         with self._lock:
             return self._latest

@@ -1,7 +1,8 @@
 """Prometheus metrics for the edge daemon, read at scrape time.
 
 The frame loop does not know Prometheus exists: counters, gauges and counts are read from the daemon's
-own figures (``Daemon.stats()``, ``CameraWorker.stats()`` / ``counts()``) when ``/metrics`` is scraped,
+own figures (``pipeline.views.DaemonView``: ``stats()``, each camera's ``stats()`` / ``counts()``) when
+``/metrics`` is scraped,
 by a custom collector. The one per-frame figure, inference latency, goes into a ``LatencyHistogram``
 (a few integer increments per frame) that the collector exports as a Prometheus histogram.
 """
@@ -21,6 +22,8 @@ from prometheus_client.core import (
     InfoMetricFamily,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from pipeline.views import DaemonView
 
 #: Upper bounds in seconds: a Pi runs SqueezeDet in 30-300 ms, a desktop CPU or a delegate in 5-30 ms.
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
@@ -59,7 +62,7 @@ def _le(bound: float) -> str:
 class DaemonCollector(Collector):
     """Everything ``/metrics`` shows, built from one read of the daemon's figures per scrape."""
 
-    def __init__(self, daemon):
+    def __init__(self, daemon: DaemonView):
         self.daemon = daemon
 
     def collect(self) -> Iterator:
@@ -91,10 +94,8 @@ class DaemonCollector(Collector):
             fps.add_metric([name], stats.get("fps", 0.0))
             latest = worker.latest()
             age.add_metric([name], now - latest.monotonic if latest is not None else float("nan"))
-            hist = getattr(worker, "latency", None)
-            if hist is not None:
-                buckets, total = hist.snapshot()
-                latency.add_metric([name], buckets, total)
+            buckets, total = worker.latency.snapshot()
+            latency.add_metric([name], buckets, total)
             counts = worker.counts()
             known = list(counts.get("labels", {}))  # every class of the model: series never vanish
             for label, n in counts.get("labels", {}).items():
@@ -112,14 +113,12 @@ class DaemonCollector(Collector):
         yield GaugeMetricFamily("squeezedet_uptime_seconds", "Seconds since the daemon started",
                                 value=wide.get("uptime_s", 0.0))
         mqtt = wide.get("mqtt") or {}
-        publisher = getattr(daemon, "publisher", None)
-        enabled = publisher is not None
         yield GaugeMetricFamily("squeezedet_mqtt_connected", "1 while connected to the broker (0 also when disabled)",
-                                value=float(bool(publisher.connected)) if enabled else 0.0)
+                                value=float(bool(mqtt.get("connected"))))
         yield GaugeMetricFamily("squeezedet_mqtt_queue_depth", "Messages waiting for the broker",
-                                value=publisher.queue_depth if enabled else mqtt.get("queue_depth", 0))
+                                value=mqtt.get("queue_depth", 0))
         yield CounterMetricFamily("squeezedet_mqtt_dropped", "Messages dropped because the queue was full",
-                                  value=publisher.dropped if enabled else mqtt.get("dropped", 0))
+                                  value=mqtt.get("dropped", 0))
 
 
 class HttpCollector(Collector):
@@ -144,7 +143,7 @@ class HttpCollector(Collector):
         yield cpu
 
 
-def daemon_registry(daemon, server=None) -> CollectorRegistry:
+def daemon_registry(daemon: DaemonView, server=None) -> CollectorRegistry:
     """A private registry (not the process-wide default): several daemons in one process stay apart."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(daemon))

@@ -40,7 +40,7 @@ class FakeCamera:
     name: str
     frame: Frame | None = None
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-    cfg: object = None
+    source_uri: str | None = None
 
     def latest(self):
         return self.frame

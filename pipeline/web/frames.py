@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 import cv2
 import numpy as np
 
+from pipeline.views import CameraView, LatestFrame
 from squeezedet.core.annotate import draw_detections, label_colour
 
 ZONE_COLOUR = (255, 200, 0)  # RGB amber: zones and counting lines, apart from the per-label box colours
@@ -59,7 +60,7 @@ def scaled(image: np.ndarray, height: int | None) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), scale
 
 
-def draw_overlay(latest, geometry: dict, counts: dict, height: int | None = None) -> np.ndarray:
+def draw_overlay(latest: LatestFrame, geometry: dict, counts: dict, height: int | None = None) -> np.ndarray:
     """The frame (downscaled to ``height`` rows first, if taller) with confirmed tracks (id, label,
     smoothed score), zones, masks and counting lines with their in/out totals; always a new RGB array
     (the frame itself is shared with the daemon)."""
@@ -133,7 +134,7 @@ class JpegCache:
     """The newest JPEG of one camera, per variant (annotated or raw, full size or at most ``height``
     rows). Used from the server's event loop only (no locks); drawing and encoding run on ``executor``."""
 
-    def __init__(self, worker, executor: Executor, quality: int):
+    def __init__(self, worker: CameraView, executor: Executor, quality: int):
         self.worker = worker
         self.executor = executor
         self.quality = quality

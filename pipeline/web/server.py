@@ -2,7 +2,7 @@
 
 aiohttp on its own thread with its own asyncio loop: one thread serves any number of viewers (an
 MJPEG stream is a coroutine, not a thread), and nothing here runs on the frame loop. The server only
-reads what the daemon already publishes thread-safely (``Daemon.cameras``, ``stats()``, ...). Drawing
+reads what the daemon shows thread-safely (``pipeline.views.DaemonView``: its cameras and ``stats()``). Drawing
 and JPEG encoding run on a two-thread pool (``frames.JpegCache``); each viewer is sent at most
 ``http.stream_fps`` frames per second and always the newest one.
 
@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.config import HttpConfig
 from pipeline.metrics import daemon_registry
 from pipeline.redact import redact_uri
+from pipeline.views import CameraView, DaemonView
 from pipeline.web.frames import JpegCache, label_css_colour
 from squeezedet.errors import ConfigError
 
@@ -48,7 +49,7 @@ class HttpServer:
     """``start()`` binds (a ConfigError if it cannot) and serves on a daemon thread; ``stop()`` ends
     every stream and joins."""
 
-    def __init__(self, daemon, cfg: HttpConfig):
+    def __init__(self, daemon: DaemonView, cfg: HttpConfig):
         self.daemon = daemon
         self.cfg = cfg
         self.port = cfg.port
@@ -162,7 +163,7 @@ class HttpServer:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    def _camera(self, request: web.Request):
+    def _camera(self, request: web.Request) -> tuple[str, CameraView]:
         name = request.match_info["camera"]
         if name not in self.daemon.cameras:
             raise web.HTTPNotFound(reason=f"no camera named {name!r}")
@@ -201,10 +202,10 @@ class HttpServer:
             stats = worker.stats()
             counts = worker.counts()
             labels = sorted(set(counts.get("labels", {})) | {o.label for o in (latest.objects if latest else [])})
-            source = getattr(worker.cfg, "source", None)
+            source = worker.source_uri
             cameras.append({
                 "name": name,
-                "source": redact_uri(str(getattr(source, "uri", ""))) if source is not None else None,
+                "source": redact_uri(source) if source is not None else None,
                 "state": stats.get("source_state"),
                 "model_id": stats.get("model_id"),
                 "width": latest.image.shape[1] if latest else None,
