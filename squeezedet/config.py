@@ -20,8 +20,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from squeezedet.core.anchors import DEFAULT_KITTI_ANCHOR_SHAPES
+from squeezedet.core.geometry import AnchorShape, DecodeDefaults, ModelGeometry
 from squeezedet.errors import ConfigError
 
 
@@ -29,19 +31,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ModelConfig(_Strict):
-    architecture: Literal["squeezedet", "squeezedet_plus"] = "squeezedet"
+class ModelConfig(_Strict, ModelGeometry):
+    """The geometry (squeezedet.core.geometry, shared with exported models' sidecars) with the paper's
+    KITTI defaults and a 32-pixel floor, plus what only training needs."""
+
     input_width: int = Field(1248, ge=32)
     input_height: int = Field(384, ge=32)
-    #: Padding of conv1 and the three max-pools. "same" (ours) keeps every pixel; the original 1242x375
-    #: release used "valid" (grid 76x22). Published weights only work with the geometry they were trained at.
-    padding: Literal["same", "valid"] = "same"
-    #: Kernel of the ConvDet layer: 3 in the paper, 1 in the authors' small mobile variant.
-    convdet_kernel: Literal[1, 3] = 3
     classes: list[str] = Field(default_factory=lambda: ["car", "pedestrian", "cyclist"], min_length=1)
     #: (w, h) in input pixels; the defaults are the paper's for 1248x384.
-    anchor_shapes: list[tuple[float, float]] = Field(
-        default_factory=lambda: [tuple(a) for a in DEFAULT_KITTI_ANCHOR_SHAPES], min_length=1
+    anchor_shapes: list[AnchorShape] = Field(
+        default_factory=lambda: [list(a) for a in DEFAULT_KITTI_ANCHOR_SHAPES], min_length=1
     )
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     #: Local ImageNet SqueezeNet v1.1 weights (.h5) for conv1..fire9; never downloaded.
@@ -53,43 +52,6 @@ class ModelConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("class names must be unique")
         return v
-
-    @field_validator("anchor_shapes")
-    @classmethod
-    def _positive(cls, v):
-        if any(w <= 0 or h <= 0 for w, h in v):
-            raise ValueError("anchor widths and heights must be > 0")
-        return v
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return (self.input_width, self.input_height)
-
-    @property
-    def num_anchors(self) -> int:
-        return len(self.anchor_shapes)
-
-    @property
-    def grid_size(self) -> tuple[int, int]:
-        """(grid_width, grid_height) of the ConvDet output for this input size and padding."""
-        from squeezedet.core.anchors import grid_size
-
-        conv1_kernel = 7 if self.architecture == "squeezedet_plus" else 3
-        return grid_size(self.input_width, self.input_height, self.padding, conv1_kernel)
-
-    def anchors(self):
-        """The anchor grid [grid_h * grid_w * A, 4] (cx, cy, w, h) every consumer of this config uses."""
-        from squeezedet.core.anchors import anchor_grid
-
-        return anchor_grid(self.input_width, self.input_height, self.anchor_shapes, self.grid_size)
-
-    @model_validator(mode="after")
-    def _grid_fits(self):
-        try:
-            self.grid_size
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
-        return self
 
 
 class DataConfig(_Strict):
@@ -181,11 +143,15 @@ class TrainConfig(_Strict):
         return self
 
 
-class PostprocessConfig(_Strict):
-    score_threshold: float = Field(0.3, ge=0, le=1)
-    nms_threshold: float = Field(0.4, gt=0, le=1)
-    top_k: int = Field(64, ge=1)
-    max_detections: int = Field(100, ge=1)
+class PostprocessConfig(_Strict, DecodeDefaults):
+    """The decode defaults (squeezedet.core.geometry) that exported models carry in their sidecar."""
+
+    @field_validator("nms_threshold")
+    @classmethod
+    def _overlap(cls, v):
+        if v <= 0:  # a config asks for a positive NMS IoU (a sidecar may hold 0)
+            raise PydanticCustomError("greater_than", "Input should be greater than 0")
+        return v
 
 
 class Config(_Strict):

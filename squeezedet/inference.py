@@ -17,15 +17,16 @@ from squeezedet.errors import ConfigError, ModelFileError, first_line
 
 
 class Predictor:
-    """Common decode settings; subclasses implement ``raw(batch_uint8) -> [B, gh, gw, ch]``."""
+    """Common decoding; subclasses implement ``raw(batch_uint8) -> [B, gh, gw, ch]`` and set the decode
+    settings from the config's postprocess section or the sidecar (squeezedet.core.geometry.DecodeDefaults)."""
 
     class_names: list[str]
     input_size: tuple[int, int]
     anchors: np.ndarray
-    score_threshold: float = 0.3
-    nms_threshold: float = 0.4
-    top_k: int = 64
-    max_detections: int = 100
+    score_threshold: float
+    nms_threshold: float
+    top_k: int
+    max_detections: int
 
     def raw(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError

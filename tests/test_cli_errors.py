@@ -178,3 +178,24 @@ def test_sidecar_geometry_must_be_consistent(tmp_path):
             read_metadata(model, verify_hash=False)
     (tmp_path / "m.json").write_text(json.dumps(base))  # an old-style sidecar without grid: derived with its padding
     assert read_metadata(model, verify_hash=False).grid_size == (76, 22)
+
+
+def test_config_and_sidecar_share_one_geometry_and_decode_defaults():
+    """The training config and the sidecar are one geometry model: the same conv1 rule (7x7 in SqueezeDet+,
+    which changes a VALID grid), the same anchors, the same decode defaults; and the sidecar's own
+    messages still name the key at fault."""
+    from squeezedet.config import ModelConfig, PostprocessConfig
+    from squeezedet.core.geometry import DecodeDefaults, ModelGeometry
+    from squeezedet.core.metadata import ModelMetadata
+
+    cfg = ModelConfig(architecture="squeezedet_plus", input_width=100, input_height=64, padding="valid",
+                      anchor_shapes=[(8, 8), (16, 8)])
+    geometry = cfg.model_dump(include=set(ModelGeometry.model_fields))
+    meta = ModelMetadata(class_names=["car"], **geometry)
+    assert cfg.conv1_kernel == meta.conv1_kernel == 7
+    assert cfg.grid_size == meta.grid_size == (5, 2)  # a 3x3 conv1 gives 5x3
+    assert (cfg.anchors() == meta.anchors()).all()
+    assert PostprocessConfig().model_dump() == DecodeDefaults().model_dump() == {
+        k: getattr(meta, k) for k in DecodeDefaults.model_fields}
+    with pytest.raises(ValueError, match="input_width: input 100x8 is too small for valid padding"):
+        ModelMetadata(class_names=["car"], **{**geometry, "input_height": 8})

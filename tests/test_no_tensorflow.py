@@ -21,7 +21,7 @@ def _loaded_tf(modules):
 
 def test_core_does_not_import_tensorflow():
     mods = ["squeezedet", "squeezedet.core", "squeezedet.core.postprocess", "squeezedet.core.kitti",
-            "squeezedet.core.metadata", "squeezedet.core.runtime", "squeezedet.core.preprocess",
+            "squeezedet.core.metadata", "squeezedet.core.geometry", "squeezedet.core.runtime", "squeezedet.core.preprocess",
             "squeezedet.core.annotate", "pipeline.watch", "squeezedet.core.kmeans_anchors", "squeezedet.config",
             "squeezedet.inference", "squeezedet.data.kitti_dataset", "squeezedet.eval.kitti_eval",
             "squeezedet.eval.validate", "squeezedet.cli"]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-import numpy as np
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from squeezedet.core.anchors import anchor_grid, grid_size
+from squeezedet.core.geometry import DecodeDefaults, ModelGeometry
 from squeezedet.core.io import atomic_write_json
 from squeezedet.errors import ModelFileError
 
@@ -25,20 +25,25 @@ FORMAT = "squeezedet-model/2"
 LEGACY_FORMATS = {"squeezedet-tflite/1": "tflite_sha256"}
 #: Model file suffix -> model_format.
 MODEL_FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}
+#: What a sidecar key must hold, quoted in the one-line error when its value is refused.
+RULES = {
+    "class_names": "must be a non-empty list of names",
+    "anchor_shapes": "must be a non-empty list of [width, height] pairs > 0",
+    "padding": "must be 'same' or 'valid'",
+    **dict.fromkeys(("input_width", "input_height", "top_k", "max_detections"), "must be a positive integer"),
+    **dict.fromkeys(("grid_width", "grid_height"), "must be a non-negative integer"),
+    **dict.fromkeys(("score_threshold", "nms_threshold"), "must be a number in [0, 1]"),
+}
 
 
-@dataclass
-class ModelMetadata:
-    class_names: list[str]
-    input_width: int
-    input_height: int
-    anchor_shapes: list[list[float]]
-    score_threshold: float = 0.3
-    nms_threshold: float = 0.4
-    top_k: int = 64
-    max_detections: int = 100
+class ModelMetadata(DecodeDefaults, ModelGeometry):
+    """The sidecar: the geometry and decode defaults the model was trained with (one definition with the
+    training config, squeezedet.core.geometry) plus what names and binds the file."""
+
+    model_config = ConfigDict(validate_assignment=True)
+
+    class_names: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     model_id: str = ""
-    architecture: str = "squeezedet"
     quantization: str = "fp32"
     input_dtype: str = "uint8"
     output: str = "raw_convdet"  # [1, gh, gw, A*(C+5)] float32, see squeezedet.core.postprocess
@@ -47,17 +52,25 @@ class ModelMetadata:
     model_sha256: str = ""
     weights_sha256: str = ""  # OpenVINO IR only: the .bin beside the .xml
     format: str = FORMAT
-    #: Geometry the weights were trained at (see squeezedet.config.ModelConfig). grid 0x0 = the
-    #: SAME-padded grid of the input size (sidecars written before these fields existed).
-    padding: str = "same"
-    convdet_kernel: int = 3
-    grid_width: int = 0
-    grid_height: int = 0
-    extra: dict = field(default_factory=dict)
+    #: grid 0x0 = the grid the input size and padding give (sidecars written before these fields existed).
+    grid_width: int = Field(0, ge=0)
+    grid_height: int = Field(0, ge=0)
+    extra: dict = Field(default_factory=dict)
 
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return (self.input_width, self.input_height)
+    @model_validator(mode="after")
+    def _grid_fits(self):
+        """The geometry's check of the same name, plus the stored grid; each message names its key."""
+        try:
+            expected = self.expected_grid()
+        except ValueError as exc:
+            raise ValueError(f"input_width: {exc}") from None
+        if bool(self.grid_width) != bool(self.grid_height):
+            raise ValueError("grid_width: grid_width and grid_height are given together or not at all")
+        if self.grid_width and (self.grid_width, self.grid_height) != expected:
+            raise ValueError(f"grid_width: grid {self.grid_width}x{self.grid_height} does not follow from input "
+                             f"{self.input_width}x{self.input_height} with {self.padding} padding "
+                             f"({expected[0]}x{expected[1]})")
+        return self
 
     @property
     def num_classes(self) -> int:
@@ -70,18 +83,10 @@ class ModelMetadata:
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        """(grid_width, grid_height) of the raw output tensor."""
+        """(grid_width, grid_height) of the raw output tensor: as stored, else as the geometry gives it."""
         if self.grid_width and self.grid_height:
             return (self.grid_width, self.grid_height)
         return self.expected_grid()
-
-    def expected_grid(self) -> tuple[int, int]:
-        """The grid the input size and padding give (conv1 is 7x7 in SqueezeDet+)."""
-        conv1 = 7 if self.architecture == "squeezedet_plus" else 3
-        return grid_size(self.input_width, self.input_height, self.padding, conv1)
-
-    def anchors(self) -> np.ndarray:
-        return anchor_grid(self.input_width, self.input_height, self.anchor_shapes, self.grid_size)
 
 
 def sidecar_path(model_path) -> Path:
@@ -107,45 +112,19 @@ def write_metadata(model_path, meta: ModelMetadata) -> Path:
     meta.model_sha256 = file_sha256(model_path)
     bin_path = weights_path(model_path)
     meta.weights_sha256 = file_sha256(bin_path) if bin_path is not None and bin_path.is_file() else ""
-    return atomic_write_json(sidecar_path(model_path), asdict(meta))
+    return atomic_write_json(sidecar_path(model_path), meta.model_dump())
 
 
-def _check_fields(meta: ModelMetadata, side: Path) -> None:
-    """Types and shapes the decoder relies on: a bad sidecar is a ModelFileError, never a traceback."""
-    def bad(key, why):
-        raise ModelFileError(f"{side}: {key}: {why}")
-
-    if not (isinstance(meta.class_names, list) and meta.class_names
-            and all(isinstance(c, str) and c for c in meta.class_names)):
-        bad("class_names", "must be a non-empty list of names")
-    for key in ("input_width", "input_height", "top_k", "max_detections"):
-        value = getattr(meta, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            bad(key, f"must be a positive integer, got {value!r}")
-    for key in ("grid_width", "grid_height"):
-        value = getattr(meta, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            bad(key, f"must be a non-negative integer, got {value!r}")
-    if meta.padding not in ("same", "valid"):
-        bad("padding", f"must be 'same' or 'valid', got {meta.padding!r}")
-    if bool(meta.grid_width) != bool(meta.grid_height):
-        bad("grid_width", "grid_width and grid_height are given together or not at all")
-    try:
-        expected = meta.expected_grid()
-    except ValueError as exc:
-        bad("input_width", str(exc))
-    if meta.grid_width and (meta.grid_width, meta.grid_height) != expected:
-        bad("grid_width", f"grid {meta.grid_width}x{meta.grid_height} does not follow from input "
-                          f"{meta.input_width}x{meta.input_height} with {meta.padding} padding ({expected[0]}x{expected[1]})")
-    shapes = np.asarray(meta.anchor_shapes, dtype=object)
-    if shapes.ndim != 2 or shapes.shape[1] != 2 or not len(shapes) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in shapes.ravel()
-    ):
-        bad("anchor_shapes", "must be a non-empty list of [width, height] pairs > 0")
-    for key in ("score_threshold", "nms_threshold"):
-        value = getattr(meta, key)
-        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            bad(key, f"must be a number in [0, 1], got {value!r}")
+def _refused(exc: ValidationError, raw: dict, side: Path) -> ModelFileError:
+    """pydantic's first complaint about a sidecar as one line naming the key (and its rule, if it has one)."""
+    error = exc.errors()[0]
+    key = error["loc"][0] if error["loc"] else None
+    if key is None:  # a check over several keys: its message starts with the key at fault
+        return ModelFileError(f"{side}: {error['msg'].removeprefix('Value error, ')}")
+    if error["type"] == "missing":
+        return ModelFileError(f"{side}: {key}: missing")
+    why = f"{RULES[key]}, got {raw[key]!r}" if key in RULES else error["msg"]
+    return ModelFileError(f"{side}: {key}: {why}")
 
 
 def read_metadata(model_path, verify_hash: bool = True) -> ModelMetadata:
@@ -165,15 +144,13 @@ def read_metadata(model_path, verify_hash: bool = True) -> ModelMetadata:
     if fmt != FORMAT:
         raw = dict(raw)
         raw.update(format=FORMAT, model_sha256=raw.pop(hash_key, ""))
-    known = set(ModelMetadata.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(set(raw) - set(ModelMetadata.model_fields))
     if unknown:
         raise ModelFileError(f"{side}: unknown key(s) {', '.join(unknown)}")
-    try:
-        meta = ModelMetadata(**raw)
-    except TypeError as exc:
-        raise ModelFileError(f"{side}: {exc}") from None
-    _check_fields(meta, side)
+    try:  # strict: JSON types as written ("64" is not a size), as every exporter writes them
+        meta = ModelMetadata.model_validate(raw, strict=True)
+    except ValidationError as exc:
+        raise _refused(exc, raw, side) from None
     if verify_hash and model_path.is_file():
         if meta.model_sha256 and file_sha256(model_path) != meta.model_sha256:
             raise ModelFileError(f"{side}: {hash_key} does not match {model_path.name} (model and metadata out of sync)")

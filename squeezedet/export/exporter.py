@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from squeezedet.config import Config
+from squeezedet.core.geometry import ModelGeometry
 from squeezedet.core.metadata import ModelMetadata, write_metadata
 from squeezedet.core.preprocess import read_image_rgb
 from squeezedet.errors import ConfigError, DataError, ModelFileError, SqueezeDetError, first_line
@@ -143,20 +144,12 @@ def _metadata(cfg: Config, quantize: str, weights_path: Path, calib_count: int, 
     if ranges is not None:
         extra["output_ranges"] = [round(float(r), 6) for r in ranges]
     return ModelMetadata(
+        **cfg.model.model_dump(include=set(ModelGeometry.model_fields)),
+        **cfg.postprocess.model_dump(),
         class_names=list(cfg.model.classes),
-        input_width=cfg.model.input_width,
-        input_height=cfg.model.input_height,
-        anchor_shapes=[[float(w), float(h)] for w, h in cfg.model.anchor_shapes],
-        score_threshold=cfg.postprocess.score_threshold,
-        nms_threshold=cfg.postprocess.nms_threshold,
-        top_k=cfg.postprocess.top_k,
-        max_detections=cfg.postprocess.max_detections,
         model_id=model_id(cfg, quantize),
-        architecture=cfg.model.architecture,
         quantization=quantize,
         config_hash=cfg.hash(),
-        padding=cfg.model.padding,
-        convdet_kernel=cfg.model.convdet_kernel,
         grid_width=cfg.model.grid_size[0],
         grid_height=cfg.model.grid_size[1],
         extra=extra,

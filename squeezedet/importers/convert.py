@@ -22,9 +22,9 @@ from squeezedet.core.io import atomic_path, atomic_write_json
 from squeezedet.core.metadata import file_sha256
 from squeezedet.core.preprocess import resize_for_model
 from squeezedet.errors import ModelFileError
+from squeezedet.importers.base import SourceWeights
 from squeezedet.importers.layout import ORIGINAL_LAYERS, keras_name
 from squeezedet.importers.reference import reference_forward
-from squeezedet.importers.base import SourceWeights
 from squeezedet.model.layers import BGR_MEANS
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from squeezedet.errors import ModelFileError
-from squeezedet.importers.layout import ORIGINAL_LAYERS
 from squeezedet.importers.base import SourceWeights
+from squeezedet.importers.layout import ORIGINAL_LAYERS
 
 
 def _input_channels(name: str, params: dict) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from squeezedet.errors import ModelFileError, first_line
-from squeezedet.importers.layout import ORIGINAL_LAYERS
 from squeezedet.importers.base import SourceWeights
+from squeezedet.importers.layout import ORIGINAL_LAYERS
 
 
 def _prefix(path: Path) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from squeezedet.errors import ModelFileError, first_line
-from squeezedet.importers.layout import ORIGINAL_LAYERS
 from squeezedet.importers.base import SourceWeights
+from squeezedet.importers.layout import ORIGINAL_LAYERS
 
 #: The original graph's output of the ConvDet layer (BiasAdd, or Dequantize in 8-bit graphs).
 OUTPUT_NODE = "conv12/bias_add"
@@ -105,7 +105,7 @@ def _geometry(graph_def, nodes: dict, params: dict, path: Path) -> dict:
     if all(a is not None and a.ndim == 1 for a in arrays.values()):
         cx, cy, w, h = (arrays[k].astype(np.float32) for k in ("cx", "cy", "w", "h"))
         per_cell = int(np.argmax((cx != cx[0]) | (cy != cy[0]))) or len(cx)  # anchors share their cell's centre
-        geo["anchor_shapes"] = [(float(a), float(b)) for a, b in zip(w[:per_cell], h[:per_cell])]
+        geo["anchor_shapes"] = [[float(a), float(b)] for a, b in zip(w[:per_cell], h[:per_cell])]
         geo["anchors"] = np.stack([cx, cy, w, h], axis=1)
     return geo
 
