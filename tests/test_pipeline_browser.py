@@ -3,7 +3,7 @@ running two cameras on the bundled clip, with the token sent as HTTP Basic as a 
 camera's live image must load, and change between two screenshots a few seconds apart.
 
 ``SQUEEZEDET_DOCS_SCREENSHOT=docs/webui.png`` also writes the second screenshot there (how the one in
-the README was made)."""
+the README is made: scripts/webui_screenshot.sh)."""
 
 from __future__ import annotations
 
