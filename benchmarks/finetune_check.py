@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="run/import folder with config.yaml and model.weights.h5")
     p.add_argument("--data", default=str(REPO / "assets" / "kitti_sample"))
+    p.add_argument("--train-split", help="train (and score) on this split file instead of the config's")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--variant", action="append", default=[], help="'name=key=value,...' (repeatable)")
     p.add_argument("--output", default="runs/finetune_check")
@@ -68,14 +69,16 @@ def main(argv=None) -> int:
     from squeezedet.train.trainer import train
 
     run, out = Path(args.run), Path(args.output)
-    base = load_config(run / "config.yaml", {"data.root": args.data})
+    data = {"data.root": args.data, **({"data.train_split": str(Path(args.train_split).resolve())}
+                                         if args.train_split else {})}
+    base = load_config(run / "config.yaml", data)
     samples = {s: load_samples(args.data, getattr(base.data, f"{s}_split"), base.model.classes, base.data.class_map)
                for s in ("train", "val")}
     rows = {"imported": score(base, run / "model.weights.h5", samples, out / "imported")}
     print(f"imported: {rows['imported']}", flush=True)
     for name, overrides in map(parse_variant, args.variant or ["recipe="]):
         cfg = load_config(run / "config.yaml", {
-            "data.root": args.data, "train.epochs": 1, "train.steps_per_epoch": args.steps, "train.val_every": 0,
+            **data, "train.epochs": 1, "train.steps_per_epoch": args.steps, "train.val_every": 0,
             **overrides})
         t0 = time.perf_counter()
         result = train(cfg, out / name, init_weights=run, verbose=0)

@@ -121,6 +121,11 @@ class TrainConfig(_Strict):
     loss_coef_conf_pos: float = Field(75.0, ge=0)
     loss_coef_conf_neg: float = Field(100.0, ge=0)
     loss_coef_bbox: float = Field(5.0, ge=0)
+    #: The original averages its per-object confidence term over the batch once more, so that term's weight
+    #: against the others is 1 / batch size; its coefficients were tuned at batch 20. The loss keeps the
+    #: weight of this batch size whatever train.batch_size is (fine-tuning at batch 4 otherwise weighs
+    #: positive confidences 5x). null = the batch in use, the original's formula exactly.
+    loss_reference_batch: int | None = Field(20, ge=1)
     distribution: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
     #: Knowledge distillation (train --teacher): temperature and weights of the teacher's terms.
     distill_temperature: float = Field(2.0, gt=0)

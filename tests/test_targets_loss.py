@@ -177,3 +177,42 @@ def test_single_class_cross_entropy_is_finite_and_zero_for_the_only_class(loss_s
         ce = class_cross_entropy(logits, tf.ones_like(logits))
     np.testing.assert_allclose(ce.numpy(), 0.0, atol=1e-6)  # p = 1 exactly: -log(1 + 1e-16)
     assert np.isfinite(tape.gradient(ce, logits).numpy()).all()
+
+
+def test_predicted_boxes_are_scored_as_the_original_clipped_and_inclusive(loss_setup):
+    tf, _, _ = loss_setup
+    from squeezedet.train.loss import predicted_boxes_for_iou
+
+    anchors = np.array([[4.0, 10.0, 20.0, 10.0], [30.0, 20.0, 10.0, 4.0]], np.float32)  # (cx, cy, w, h)
+    deltas = np.zeros((1, 2, 4), np.float32)
+    # anchor 0 spans x -6..14 in a 64x32 image: clipped to 0..14; anchor 1 lies inside (25..35, 18..22)
+    plain = predicted_boxes_for_iou(deltas, anchors).numpy()[0]
+    np.testing.assert_allclose(plain, anchors, rtol=1e-6)
+    clipped = predicted_boxes_for_iou(deltas, anchors, (64, 32)).numpy()[0]
+    np.testing.assert_allclose(clipped, [[7, 10, 14, 10], [30, 20, 10, 4]], rtol=1e-6)
+    inclusive = predicted_boxes_for_iou(deltas, anchors, (64, 32), inclusive=True).numpy()[0]
+    np.testing.assert_allclose(inclusive, [[7.5, 10.5, 15, 11], [30.5, 20.5, 11, 5]], rtol=1e-6)
+
+
+def test_reference_batch_keeps_the_objective_whatever_the_batch_size(loss_setup):
+    """The original's positive-confidence term is a per-object mean divided by the batch size again; with
+    a reference batch the same images give the same loss at batch 1, 4 or 20."""
+    tf, anchors, _ = loss_setup
+    from squeezedet.train.loss import SqueezeDetLoss
+
+    _, y_true, y_pred = _saturated_case("float32")
+    anchors = anchor_grid(32, 16, [(8, 8)], (4, 2))
+    y_pred = y_pred * 0.05  # unsaturated: every term carries a gradient
+    original = SqueezeDetLoss(anchors, num_classes=2)
+    fixed = SqueezeDetLoss(anchors, num_classes=2, reference_batch=20)
+
+    def conf(loss, b):
+        return float(loss.components(np.repeat(y_true, b, 0), np.repeat(y_pred, b, 0))["conf_loss"])
+
+    pos = float(original.components(y_true, y_pred)["conf_loss"]) - float(
+        original.components(y_true * np.array([0] * 9 + [1] * 2, np.float32), y_pred)["conf_loss"])
+    assert pos != 0
+    for b in (1, 4, 20):
+        assert conf(fixed, b) == pytest.approx(conf(fixed, 1), rel=1e-5)
+    assert conf(original, 20) == pytest.approx(conf(fixed, 20), rel=1e-5)  # the original at its batch of 20
+    assert conf(original, 4) > conf(fixed, 4)  # the original weighs positives 5x at batch 4

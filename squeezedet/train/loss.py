@@ -98,6 +98,22 @@ def decode_tf(deltas, anchors):
     return tf.stack([cx, cy, w, h], axis=-1)
 
 
+def predicted_boxes_for_iou(deltas, anchors, image_size=None, inclusive: bool = False):
+    """Decoded boxes as the original scored them against the GT: corners clipped to the image
+    (its "trimming": 0 .. size - 1) and, under the inclusive box-size convention, the far edge one pixel
+    out (its bbox_transform_inv adds 1 to the width, bbox_transform then puts it on x2). -> (cx, cy, w, h)"""
+    box = decode_tf(deltas, anchors)
+    x1, y1 = box[..., 0] - box[..., 2] / 2, box[..., 1] - box[..., 3] / 2
+    x2, y2 = box[..., 0] + box[..., 2] / 2, box[..., 1] + box[..., 3] / 2
+    if image_size is not None:
+        w, h = float(image_size[0]), float(image_size[1])
+        x1, x2 = tf.clip_by_value(x1, 0.0, w - 1), tf.clip_by_value(x2, 0.0, w - 1)
+        y1, y2 = tf.clip_by_value(y1, 0.0, h - 1), tf.clip_by_value(y2, 0.0, h - 1)
+    if inclusive:
+        x2, y2 = x2 + 1.0, y2 + 1.0
+    return tf.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
+
+
 def iou_cxcywh_tf(a, b):
     """Element-wise IoU of two (cx, cy, w, h) tensors of the same shape."""
     ax1, ay1 = a[..., 0] - a[..., 2] / 2, a[..., 1] - a[..., 3] / 2
@@ -123,6 +139,9 @@ class SqueezeDetLoss(keras.losses.Loss):
         coef_conf_pos: float = 75.0,
         coef_conf_neg: float = 100.0,
         coef_bbox: float = 5.0,
+        image_size: tuple[int, int] | None = None,
+        box_size: str = "exclusive",
+        reference_batch: int | None = None,
         name: str = "squeezedet_loss",
         **kwargs,
     ):
@@ -135,6 +154,12 @@ class SqueezeDetLoss(keras.losses.Loss):
         self.coef_conf_pos = coef_conf_pos
         self.coef_conf_neg = coef_conf_neg
         self.coef_bbox = coef_bbox
+        #: (width, height) of the model input: predicted boxes are clipped to it before their IoU is taken
+        self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
+        self.box_size = box_size  #: data.box_size of the targets; "inclusive" scores boxes as the original
+        #: train.loss_reference_batch: the batch size whose 1/batch weight the positive-confidence term keeps
+        #: (None: the batch in use, the original's formula exactly)
+        self.reference_batch = reference_batch
 
     def components(self, y_true, y_pred) -> dict:
         """The three loss terms as scalars (this replica's share of them under tf.distribute)."""
@@ -156,11 +181,20 @@ class SqueezeDetLoss(keras.losses.Loss):
         class_loss = tf.reduce_sum(ce * mask[..., None]) * self.coef_class / num_obj
 
         conf = tf.sigmoid(conf_logits)
-        ious = tf.stop_gradient(iou_cxcywh_tf(decode_tf(deltas, anchors), gt_boxes) * mask)
-        # The original's normalisers: positives by the batch's object count, negatives by the anchors of
-        # one image less that count (ANCHORS - num_objects).
-        w = mask * self.coef_conf_pos / num_obj + (1.0 - mask) * self.coef_conf_neg / tf.maximum(n_total - num_obj, 1.0)
-        conf_loss = tf.reduce_sum(tf.square(ious - conf) * w) / batch  # mean over the global batch
+        pred_boxes = predicted_boxes_for_iou(deltas, anchors, self.image_size, self.box_size == "inclusive")
+        ious = tf.stop_gradient(iou_cxcywh_tf(pred_boxes, gt_boxes) * mask)
+        # The original's normalisers, averaged over the batch: positives by the batch's object count,
+        # negatives by the image's other anchors (the original subtracts the whole batch's object count from
+        # ANCHORS: the same to 1 % on real grids, and never below 1 on tiny ones). Averaging a per-object
+        # mean over the batch again makes the positive term's weight 1 / batch size: with a reference
+        # batch it is fixed at the weight the coefficients were tuned with, whatever the batch.
+        sq = tf.square(ious - conf)
+        pos_batch = batch if self.reference_batch is None else float(self.reference_batch)
+        negatives = tf.maximum(n_total - tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
+        conf_loss = (
+            tf.reduce_sum(sq * mask) * self.coef_conf_pos / (num_obj * pos_batch)
+            + tf.reduce_sum(sq * (1.0 - mask) / negatives) * self.coef_conf_neg / batch
+        )
 
         bbox_loss = self.coef_bbox * tf.reduce_sum(tf.square(mask[..., None] * (deltas - target_deltas))) / num_obj
         return {"class_loss": class_loss, "conf_loss": conf_loss, "bbox_loss": bbox_loss}
@@ -177,6 +211,9 @@ class SqueezeDetLoss(keras.losses.Loss):
             "coef_conf_pos": self.coef_conf_pos,
             "coef_conf_neg": self.coef_conf_neg,
             "coef_bbox": self.coef_bbox,
+            "image_size": self.image_size,
+            "box_size": self.box_size,
+            "reference_batch": self.reference_batch,
             "name": self.name,
         }
 
@@ -190,4 +227,7 @@ def loss_from_config(cfg, anchors) -> SqueezeDetLoss:
         coef_conf_pos=t.loss_coef_conf_pos,
         coef_conf_neg=t.loss_coef_conf_neg,
         coef_bbox=t.loss_coef_bbox,
+        image_size=cfg.model.input_size,
+        box_size=cfg.data.box_size,
+        reference_batch=t.loss_reference_batch,
     )
