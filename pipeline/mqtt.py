@@ -1,5 +1,5 @@
 """The MQTT transport: topic names, and a publisher that never blocks the frame loop (connect, LWT, bounded
-offline queue, retained state). What the messages say is ``pipeline.payloads``'.
+offline queue, retained state). What the messages say is built in ``pipeline.payloads``.
 
 Topics (``P`` = mqtt.prefix, ``C`` = a camera's name; the README has one real payload of each), all named
 by ``DaemonTopics`` / ``Topics``:
@@ -67,6 +67,7 @@ class DaemonTopics:
         self.command = f"{prefix}/command"
 
     def for_camera(self, camera: str) -> Topics:
+        """A camera's own topics under this prefix."""
         return Topics(self.prefix, camera)
 
     def commands(self, cameras: Iterable[str]) -> dict[str, str | None]:
