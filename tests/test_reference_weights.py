@@ -102,18 +102,29 @@ def test_imported_model_loss_is_far_below_an_untrained_models(small_float, capsy
     assert ours < 3.0
 
 
+def _car_ap(main, weights, config, split, out) -> dict:
+    assert main(["val", "--weights", str(weights), "--config", str(config), "--data", str(SAMPLE_ROOT),
+                 "--split", split, "--output", str(out)]) == 0
+    return json.loads((out / "metrics.json").read_text())["classes"]["Car"]
+
+
 @pytest.mark.slow
 def test_fine_tuning_from_the_import_keeps_the_detector(small_float, tmp_path):
-    """A short fine-tune at the model's own input size (head and all, stem frozen) must not destroy it."""
+    """Training on a split must not lower that split's AP: 100 steps of the import's recipe (batch 4, stem
+    frozen) on the 75 sample train images, augmentation off, keep Car moderate AP_R40 on those images within
+    0.5 and on val within 1.0. It lost 5.7 and 7.6 before the targets matched the authors' (hard objects left
+    out, inclusive box sizes) and the positive-confidence weight stopped depending on the batch size."""
     from squeezedet.cli import main
     from squeezedet.config import load_config, save_config
     from squeezedet.train.trainer import train
 
     cfg = load_config(small_float.output / "config.yaml", {
-        "data.root": str(SAMPLE_ROOT), "train.epochs": 1, "train.steps_per_epoch": 12, "train.batch_size": 2,
-        "train.warmup_steps": 4, "train.val_every": 0, "data.cache": False})
+        "data.root": str(SAMPLE_ROOT), "train.epochs": 1, "train.steps_per_epoch": 100, "train.val_every": 0,
+        "augment.enabled": False})
+    assert cfg.data.exclude_hard_examples and cfg.data.box_size == "inclusive"  # as configs/kitti_reference_small
+    assert cfg.train.batch_size == 4 and cfg.train.loss_reference_batch == 20
     result = train(cfg, tmp_path / "ft", init_weights=small_float.output, verbose=0)
-    assert result.steps == 12
+    assert result.steps == 100 and np.isfinite(result.final_loss)
     assert cfg.train.freeze == ["conv1", "fire2_*", "fire3_*", "fire4_*", "fire5_*"]  # stays as imported
 
     from squeezedet.inference import load_weights
@@ -127,17 +138,19 @@ def test_fine_tuning_from_the_import_keeps_the_detector(small_float, tmp_path):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(imported.get_layer("fire9_expand3x3").get_weights()[0],
                               tuned.get_layer("fire9_expand3x3").get_weights()[0])
-    before, after = tmp_path / "before", tmp_path / "after"
-    save_config(cfg, tmp_path / "ft" / "config.yaml")
-    for weights, out in ((small_float.output / "model.weights.h5", before), (tmp_path / "ft" / "last.weights.h5", after)):
-        assert main(["val", "--weights", str(weights), "--config", str(tmp_path / "ft" / "config.yaml"),
-                     "--data", str(SAMPLE_ROOT), "--split", "val.txt", "--output", str(out)]) == 0
-    cars = [json.loads((d / "metrics.json").read_text())["classes"]["Car"] for d in (before, after)]
-    ap = [c["moderate"]["AP_R40"] for c in cars]
+    config = tmp_path / "ft" / "config.yaml"
+    save_config(cfg, config)
+    ap = {}
+    for split in ("train", "val"):
+        for name, weights in (("imported", small_float.output / "model.weights.h5"),
+                              ("tuned", tmp_path / "ft" / "last.weights.h5")):
+            ap[split, name] = _car_ap(main, weights, config, f"{split}.txt", tmp_path / f"{name}_{split}")
     card = (REPO / "MODEL_CARD.md").read_text()  # the card's float row is this import's val result
     row = re.search(r"Keras fp32 \(imported\) \| Car \| ([\d.]+) / ([\d.]+) \| ([\d.]+) / ([\d.]+) \| "
                     r"([\d.]+) / ([\d.]+)", card)
-    assert row and [cars[0][d][k] for d in ("easy", "moderate", "hard") for k in ("AP_R40", "AP_R11")] == \
-        pytest.approx([float(v) for v in row.groups()], abs=0.006)
-    assert ap[0] > 90
-    assert ap[1] > ap[0] - 5.0, ap  # stated margin: within 5 AP points after fine-tuning
+    assert row and [ap["val", "imported"][d][k] for d in ("easy", "moderate", "hard") for k in ("AP_R40", "AP_R11")] \
+        == pytest.approx([float(v) for v in row.groups()], abs=0.006)
+    moderate = {k: v["moderate"]["AP_R40"] for k, v in ap.items()}
+    assert moderate["val", "imported"] > 90
+    assert moderate["train", "tuned"] >= moderate["train", "imported"] - 0.5, moderate
+    assert moderate["val", "tuned"] >= moderate["val", "imported"] - 1.0, moderate
