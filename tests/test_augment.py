@@ -113,3 +113,45 @@ def test_aspect_crop_keeps_full_height_shifts_and_drops_cut_boxes():
     half = np.array([[80, 0, 120, 50]], np.float32)
     assert len(aspect_crop(img, half, np.array([0]), 1.78, FixedRng(), 0.6)[1]) == 0
     np.testing.assert_allclose(aspect_crop(img, half, np.array([0]), 1.78, FixedRng(), 0.4)[1], [[0, 0, 20, 50]])
+
+
+class _CropAt100:
+    """An rng whose aspect crop always happens, at x0 = 100."""
+
+    def random(self):
+        return 0.0
+
+    def integers(self, lo, hi):
+        return 100
+
+
+def test_boxes_the_augmentation_makes_harder_than_hard_are_left_out_when_training_excludes_them():
+    cfg = AugmentConfig(**{**OFF, "aspect_crop": 1.78, "aspect_crop_p": 1.0, "min_visibility": 0.3})
+    aug = build_augmenter(cfg, seed=0)
+    img = np.zeros((100, 400, 3), np.uint8)
+    # window x 100..278; box 0 keeps 20/40 of its width (truncation 0.5: level 3), box 1 15/40 (0.625:
+    # level 4), box 2 24/40 but was truncated 0.3 already (1 - 0.7 * 0.6 = 0.58: level 4), box 3 is inside
+    boxes = np.array([[80, 20, 120, 60], [75, 20, 115, 60], [76, 20, 116, 60], [150, 20, 190, 60]], np.float32)
+    labels = np.array([0, 1, 2, 0])
+    truncated = np.array([0, 0, 0.3, 0], np.float32)
+    _, _, lab = augment(aug, img, boxes, labels, cfg, _CropAt100())
+    assert lab.tolist() == [0, 1, 2, 0]  # without difficulty: min_visibility 0.3 keeps all four
+    _, out, lab = augment(aug, img, boxes, labels, cfg, _CropAt100(), difficulty=(truncated, [0, 0, 0, 0]))
+    assert lab.tolist() == [0, 0]
+    np.testing.assert_allclose(out, [[0, 20, 20, 60], [50, 20, 90, 60]])
+    _, out, _ = augment(aug, img, boxes, labels, cfg, _CropAt100(), difficulty=(truncated, [0, 0, 0, 3]))
+    np.testing.assert_allclose(out, [[0, 20, 20, 60]])  # occluded 3 is level 4 wherever it stands
+
+
+def test_a_box_zoomed_under_25_px_is_left_out_when_training_excludes_hard_objects():
+    cfg = AugmentConfig(**{**OFF, "drift_p": 1.0, "drift_scale": (0.8, 0.8), "drift_translate": 0.0})
+    aug = build_augmenter(cfg, seed=0)
+    img = np.zeros((200, 400, 3), np.uint8)
+    box = np.array([[170, 86, 230, 114]], np.float32)  # 28 px tall (level 2) -> 22.4 (level 4)
+    _, out, _ = augment(aug, img, box, [0], cfg)
+    assert out[0, 3] - out[0, 1] == pytest.approx(22.4, abs=0.6)
+    _, out, _ = augment(aug, img, box, [0], cfg, difficulty=([0.0], [0]))
+    assert len(out) == 0
+    tall = np.array([[170, 80, 230, 120]], np.float32)  # 40 px -> 32: still level 2, kept
+    _, out, _ = augment(aug, img, tall, [0], cfg, difficulty=([0.0], [0]))
+    assert len(out) == 1

@@ -35,7 +35,8 @@ def run(args) -> int:
     cfg = load_config(args.config, {"data.root": args.data} if args.data else None)
     if not cfg.data.root:
         raise ConfigError("no data folder: pass --data or set data.root")
-    samples = load_samples(cfg.data.root, cfg.data.train_split, cfg.model.classes, cfg.data.class_map)
+    samples = load_samples(cfg.data.root, cfg.data.train_split, cfg.model.classes, cfg.data.class_map,
+                           exclude_hard=cfg.data.exclude_hard_examples)  # the boxes training sees
     rng = np.random.default_rng(args.seed)
     chosen = rng.choice(len(samples), size=min(args.samples, len(samples)), replace=False)
     aug = build_augmenter(cfg.augment, seed=args.seed)
@@ -45,8 +46,10 @@ def run(args) -> int:
         s = samples[int(i)]
         img = read_image_rgb(s.image_path)
         tiles = []
+        difficulty = (s.truncated, s.occluded) if cfg.data.exclude_hard_examples else None
         for v in range(args.variants):
-            im, boxes, labels = augment(aug if v else None, img, s.boxes, s.labels, cfg.augment, rng)  # 1st: original
+            im, boxes, labels = augment(aug if v else None, img, s.boxes, s.labels, cfg.augment, rng,  # 1st: original
+                                        difficulty)
             h, w = im.shape[:2]
             small = resize_for_model(im, (in_w, in_h))
             boxes = boxes * np.array([in_w / w, in_h / h, in_w / w, in_h / h], np.float32)

@@ -40,16 +40,8 @@ class KittiObject:
 
     @property
     def level(self) -> int:
-        """KITTI difficulty of a label as the original SqueezeDet code rated it: 1 easy, 2 moderate,
-        3 hard, 4 harder than hard (height counted inclusively, as its ``get_obj_level``)."""
-        height = self.bbox[3] - self.bbox[1] + 1
-        if height >= 40 and self.truncated <= 0.15 and self.occluded <= 0:
-            return 1
-        if height >= 25 and self.truncated <= 0.3 and self.occluded <= 1:
-            return 2
-        if height >= 25 and self.truncated <= 0.5 and self.occluded <= 2:
-            return 3
-        return 4
+        """KITTI difficulty of this label as the original SqueezeDet code rated it (see ``kitti_levels``)."""
+        return int(kitti_levels(self.bbox[3] - self.bbox[1], self.truncated, self.occluded))
 
     def to_line(self) -> str:
         vals = [
@@ -65,6 +57,18 @@ class KittiObject:
         if self.score is not None:
             vals.append(f"{self.score:.6f}")
         return " ".join(vals)
+
+
+def kitti_levels(heights, truncated, occluded) -> np.ndarray:
+    """KITTI difficulty of boxes as the original SqueezeDet code's ``get_obj_level``: 1 easy, 2 moderate,
+    3 hard, 4 harder than hard; heights in pixels as x2 - x1 (counted inclusively, + 1, as it did)."""
+    h = np.asarray(heights, np.float64) + 1
+    t, o = np.asarray(truncated, np.float64), np.asarray(occluded, np.float64)
+    return np.select(
+        [(h >= 40) & (t <= 0.15) & (o <= 0), (h >= 25) & (t <= 0.3) & (o <= 1), (h >= 25) & (t <= 0.5) & (o <= 2)],
+        [1, 2, 3],
+        4,
+    )
 
 
 def parse_kitti_line(line: str, where: str, with_score: bool | None = None) -> KittiObject:

@@ -1,7 +1,10 @@
 """Mobile-camera augmentation with albumentations: how a camera on a Pi or a dashboard sees the world.
 
 Geometry (drift/zoom, horizontal flip) moves the boxes with the pixels; boxes cut below
-``min_visibility`` of their area are dropped, the rest clipped to the frame. Photometric ops model
+``min_visibility`` of their area are dropped, the rest clipped to the frame. When training leaves KITTI's
+harder-than-hard objects out (``data.exclude_hard_examples``), an object that the augmentation makes one
+(shrunk under 25 px, or cut so that over half of it is outside) is left out too, as it would have been
+in a frame seen that way. Photometric ops model
 motion blur, defocus, JPEG/stream compression, low light, sensor noise and white-balance drift.
 The output is still full-size: resizing to the model input is the shared inference preprocessing.
 """
@@ -12,6 +15,7 @@ import numpy as np
 
 from squeezedet.config import AugmentConfig
 from squeezedet.core.boxes import box_area
+from squeezedet.core.kitti import kitti_levels
 
 
 def build_augmenter(cfg: AugmentConfig, seed: int | None = None):
@@ -44,11 +48,12 @@ def build_augmenter(cfg: AugmentConfig, seed: int | None = None):
         A.GaussNoise(std_range=cfg.noise_std, p=cfg.noise_p),
         A.ImageCompression(quality_range=cfg.jpeg_quality, p=cfg.jpeg_p),
     ]
+    # Boxes are clipped by albumentations; each box's four corners ride along as keypoints (never
+    # removed) so that the area it would have unclipped, hence its visible fraction, is known afterwards.
     return A.Compose(
         transforms,
-        bbox_params=A.BboxParams(
-            format="pascal_voc", label_fields=["labels"], min_visibility=cfg.min_visibility, clip=True
-        ),
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels", "index"], clip=True),
+        keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
         seed=seed,
     )
 
@@ -62,35 +67,66 @@ def clip_boxes_to_image(boxes, width: int, height: int):
     return b, keep
 
 
+def _crop_boxes(boxes, x0: int, width: int, height: int):
+    """Boxes of a full-height window starting at x0 -> (clipped boxes, visible fraction of each)."""
+    shifted = boxes - np.array([x0, 0, x0, 0], np.float32)
+    clipped, _ = clip_boxes_to_image(shifted, width, height)
+    return clipped, box_area(clipped) / np.maximum(box_area(shifted), 1e-6)
+
+
 def aspect_crop(image, boxes, labels, aspect: float, rng: np.random.Generator, min_visibility: float):
     """Crop a full-height window of width ``height * aspect`` at a random x; boxes cut below
     ``min_visibility`` of their area are dropped, the others clipped to the window."""
+    image, clipped, visible, _ = _aspect_window(image, boxes, aspect, rng)
+    keep = (visible >= max(min_visibility, 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 1)
+    return image, clipped[keep], labels[keep]
+
+
+def _aspect_window(image, boxes, aspect: float, rng):
+    """(window image, clipped boxes, visible fractions, x0) of a random full-height aspect crop."""
     h, w = image.shape[:2]
     cw = int(round(h * aspect))
     if cw >= w:
-        return image, boxes, labels
+        return image, boxes, np.ones(len(boxes)), 0
     x0 = int(rng.integers(0, w - cw + 1))
-    shifted = boxes - np.array([x0, 0, x0, 0], np.float32)
-    clipped, _ = clip_boxes_to_image(shifted, cw, h)
-    visible = box_area(clipped) / np.maximum(box_area(shifted), 1e-6)
-    keep = (visible >= max(min_visibility, 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 1)
-    return np.ascontiguousarray(image[:, x0 : x0 + cw]), clipped[keep], labels[keep]
+    clipped, visible = _crop_boxes(boxes, x0, cw, h)
+    return np.ascontiguousarray(image[:, x0 : x0 + cw]), clipped, visible, x0
 
 
-def augment(augmenter, image: np.ndarray, boxes, labels, cfg: AugmentConfig | None = None, rng=None):
+def _corners(boxes) -> np.ndarray:
+    """[n, 4] xyxy -> [4n, 2] corner points (x1y1, x2y1, x2y2, x1y2 of each box in turn)."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1).reshape(-1, 2)
+
+
+def augment(augmenter, image: np.ndarray, boxes, labels, cfg: AugmentConfig | None = None, rng=None,
+            difficulty=None):
     """Apply the aspect crop (when configured) and ``augmenter`` (or nothing)
-    -> (image, boxes [n,4] float32, labels [n] int64)."""
+    -> (image, boxes [n,4] float32, labels [n] int64).
+
+    ``difficulty``: (truncated [n], occluded [n]) of the boxes, KITTI's; given, a box whose KITTI level
+    after augmentation is 4 is dropped (its truncation grows with the part the augmentation cut off)."""
     h, w = image.shape[:2]
     boxes, keep = clip_boxes_to_image(boxes, w, h)
     labels = np.asarray(labels, np.int64).reshape(-1)[keep]
     boxes = boxes[keep]
     if augmenter is None:
         return image, boxes, labels
+    index = np.flatnonzero(keep)  # each box's row in the caller's arrays
+    visible = np.ones(len(boxes))
     if cfg is not None and cfg.aspect_crop and rng is not None and rng.random() < cfg.aspect_crop_p:
-        image, boxes, labels = aspect_crop(image, boxes, labels, cfg.aspect_crop, rng, cfg.min_visibility)
-    out = augmenter(image=image, bboxes=boxes, labels=labels)
-    return (
-        out["image"],
-        np.asarray(out["bboxes"], np.float32).reshape(-1, 4),
-        np.asarray(out["labels"], np.int64).reshape(-1),
-    )
+        image, boxes, visible, _ = _aspect_window(image, boxes, cfg.aspect_crop, rng)
+        inside = (visible > 0) & (boxes[:, 2] - boxes[:, 0] >= 1)
+        boxes, labels, index, visible = boxes[inside], labels[inside], index[inside], visible[inside]
+    out = augmenter(image=image, bboxes=boxes, labels=labels, index=np.arange(len(boxes)), keypoints=_corners(boxes))
+    boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+    kept = np.asarray(out["index"], np.int64).reshape(-1)
+    corners = np.asarray(out["keypoints"], np.float32).reshape(-1, 4, 2)[kept]
+    unclipped = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+    visible = visible[kept] * box_area(boxes) / np.maximum(box_area(unclipped), 1e-6)
+    ok = visible >= max(cfg.min_visibility if cfg is not None else 0.0, 1e-6)
+    if difficulty is not None:
+        truncated, occluded = (np.asarray(a).reshape(-1)[index[kept]] for a in difficulty)
+        levels = kitti_levels(boxes[:, 3] - boxes[:, 1], 1 - (1 - truncated) * visible, occluded)
+        ok &= levels <= 3
+    return out["image"], boxes[ok], np.asarray(out["labels"], np.int64).reshape(-1)[ok]

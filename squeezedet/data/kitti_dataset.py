@@ -25,6 +25,8 @@ class Sample:
     label_path: Path | None
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # xyxy, trained classes
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    truncated: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))  # per box, KITTI's
+    occluded: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))  # per box, KITTI's 0..3
     objects: list[KittiObject] = field(default_factory=list)  # every object, DontCare included
 
 
@@ -82,7 +84,7 @@ def load_samples(
             objs = read_labels(lab)
         elif require_labels:
             raise DataError(f"{lab}: label file not found")
-        boxes, labels = [], []
+        boxes, labels, truncated, occluded = [], [], [], []
         for o in objs:
             cls = class_map.get(o.type)
             if cls is None:
@@ -93,6 +95,8 @@ def load_samples(
                 continue
             boxes.append(o.bbox)
             labels.append(index[cls])
+            truncated.append(o.truncated)
+            occluded.append(o.occluded)
         samples.append(
             Sample(
                 image_id=image_id,
@@ -100,6 +104,8 @@ def load_samples(
                 label_path=lab if lab.is_file() else None,
                 boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
                 labels=np.asarray(labels, np.int64),
+                truncated=np.asarray(truncated, np.float32),
+                occluded=np.asarray(occluded, np.int64),
                 objects=objs,
             )
         )

@@ -36,7 +36,8 @@ class SampleEncoder:
 
     def __call__(self, index, image):
         s = self.samples[int(index)]
-        img, boxes, labels = augment(self.augmenter, image, s.boxes, s.labels, self.cfg.augment, self.rng)
+        difficulty = (s.truncated, s.occluded) if self.cfg.data.exclude_hard_examples else None
+        img, boxes, labels = augment(self.augmenter, image, s.boxes, s.labels, self.cfg.augment, self.rng, difficulty)
         h, w = img.shape[:2]
         in_w, in_h = self.input_size
         x = resize_for_model(img, self.input_size)
