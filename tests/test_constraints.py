@@ -3,10 +3,10 @@ CI and the Docker images, and (unless the suite runs on the newest releases) wha
 
 import os
 import re
-import tomllib
 from importlib import metadata
 
 import pytest
+import tomllib
 from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
