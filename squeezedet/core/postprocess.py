@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from squeezedet.core.boxes import clip_xyxy, cxcywh_to_xyxy, decode_deltas
+from squeezedet.core.geometry import DecodeDefaults
 from squeezedet.core.nms import per_class_nms, top_k
+
+#: The decode defaults every consumer shares (a model's sidecar overrides them).
+DECODE = DecodeDefaults()
 
 
 @dataclass
@@ -82,10 +86,10 @@ def postprocess(
     num_classes: int,
     input_size: tuple[int, int],
     image_size: tuple[int, int] | None = None,
-    score_threshold: float = 0.3,
-    nms_threshold: float = 0.4,
-    top_k_before_nms: int = 64,
-    max_detections: int = 100,
+    score_threshold: float = DECODE.score_threshold,
+    nms_threshold: float = DECODE.nms_threshold,
+    top_k_before_nms: int = DECODE.top_k,
+    max_detections: int = DECODE.max_detections,
 ) -> Detections:
     """Decode one image's raw ConvDet output.
 
