@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_serializer, model_validator
 
 from squeezedet.core.anchors import anchor_grid, grid_size
 
@@ -19,6 +19,22 @@ from squeezedet.core.anchors import anchor_grid, grid_size
 CONV1_KERNELS = {"squeezedet": 3, "squeezedet_plus": 7}
 #: One anchor's (width, height) in input pixels.
 AnchorShape = Annotated[list[float], Field(min_length=2, max_length=2)]
+#: Output channels of one fire module: [squeeze, expand 1x1, expand 3x3].
+FireChannels = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=3, max_length=3)]
+#: Each fire module's channels in network order: SqueezeNet v1.1's in SqueezeDet (fire10/11 are the paper's
+#: additions), v1.0's in SqueezeDet+. ``fire_channels`` overrides some of them in a channel-pruned model.
+FIRE_CHANNELS = {
+    "squeezedet": {
+        "fire2": (16, 64, 64), "fire3": (16, 64, 64), "fire4": (32, 128, 128), "fire5": (32, 128, 128),
+        "fire6": (48, 192, 192), "fire7": (48, 192, 192), "fire8": (64, 256, 256), "fire9": (64, 256, 256),
+        "fire10": (96, 384, 384), "fire11": (96, 384, 384),
+    },
+    "squeezedet_plus": {
+        "fire2": (96, 64, 64), "fire3": (96, 64, 64), "fire4": (192, 128, 128), "fire5": (192, 128, 128),
+        "fire6": (288, 192, 192), "fire7": (288, 192, 192), "fire8": (384, 256, 256), "fire9": (384, 256, 256),
+        "fire10": (384, 256, 256), "fire11": (384, 256, 256),
+    },
+}
 
 
 class ModelGeometry(BaseModel):
@@ -35,6 +51,26 @@ class ModelGeometry(BaseModel):
     #: Kernel of the ConvDet layer: 3 in the paper, 1 in the authors' small mobile variant.
     convdet_kernel: Literal[1, 3] = 3
     anchor_shapes: list[AnchorShape] = Field(min_length=1)
+    #: Channel-pruned fire modules (``squeezedet prune``): name -> [squeeze, expand 1x1, expand 3x3]; the
+    #: others keep FIRE_CHANNELS. Absent (None) is left out of dumps, so older configs keep their hash.
+    fire_channels: dict[str, FireChannels] | None = None
+
+    @field_validator("fire_channels")
+    @classmethod
+    def _known_fires(cls, v, info: ValidationInfo):
+        known = FIRE_CHANNELS.get(info.data.get("architecture"), {})
+        unknown = sorted(set(v or {}) - set(known))
+        if unknown and known:
+            raise ValueError(f"{', '.join(unknown)}: not a fire module of {info.data['architecture']} "
+                             f"({', '.join(known)})")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _omit_unpruned(self, handler):
+        data = handler(self)
+        if self.fire_channels is None and isinstance(data, dict):
+            data.pop("fire_channels", None)
+        return data
 
     @field_validator("anchor_shapes")
     @classmethod
@@ -59,6 +95,11 @@ class ModelGeometry(BaseModel):
     @property
     def conv1_kernel(self) -> int:
         return CONV1_KERNELS[self.architecture]
+
+    def fire_layout(self) -> dict[str, tuple[int, int, int]]:
+        """Every fire module's (squeeze, expand 1x1, expand 3x3), in network order, overrides applied."""
+        overrides = self.fire_channels or {}
+        return {name: tuple(overrides.get(name, default)) for name, default in FIRE_CHANNELS[self.architecture].items()}
 
     def expected_grid(self) -> tuple[int, int]:
         """(grid_width, grid_height) that the input size, padding and conv1 kernel give."""

@@ -19,11 +19,14 @@ class ImageNormalization(layers.Layer):
         return x - keras.ops.convert_to_tensor(BGR_MEANS, dtype=self.compute_dtype)
 
 
-def fire_module(x, name: str, squeeze: int, expand: int, weight_init="glorot_uniform"):
-    """squeeze 1x1 -> (expand 1x1 || expand 3x3), all ReLU; layer names match the pretrained file."""
+def fire_module(x, name: str, squeeze: int, expand: int, weight_init="glorot_uniform", expand3x3: int | None = None):
+    """squeeze 1x1 -> (expand 1x1 || expand 3x3), all ReLU; layer names match the pretrained file.
+
+    ``expand3x3`` (default ``expand``) differs from ``expand`` only in a channel-pruned model."""
     s = layers.Conv2D(squeeze, 1, activation="relu", kernel_initializer=weight_init, name=f"{name}_squeeze1x1")(x)
     e1 = layers.Conv2D(expand, 1, activation="relu", kernel_initializer=weight_init, name=f"{name}_expand1x1")(s)
     e3 = layers.Conv2D(
-        expand, 3, padding="same", activation="relu", kernel_initializer=weight_init, name=f"{name}_expand3x3"
+        expand3x3 or expand, 3, padding="same", activation="relu", kernel_initializer=weight_init,
+        name=f"{name}_expand3x3",
     )(s)
     return layers.Concatenate(axis=-1, name=f"{name}_concat")([e1, e3])

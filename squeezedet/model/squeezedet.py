@@ -12,25 +12,17 @@ from keras import layers
 from squeezedet.config import ModelConfig
 from squeezedet.model.layers import ImageNormalization, fire_module
 
-# (name, squeeze, expand) per fire module; "pool" marks a 3x3/2 max-pool.
+# conv1's filters, then the body: "pool" is a 3x3/2 max-pool, any other name a fire module whose channels
+# come from the geometry (squeezedet.core.geometry.FIRE_CHANNELS, or a pruned model's fire_channels).
 _SQUEEZEDET = {
-    "conv1": (64, 3),
-    "body": [
-        "pool",
-        ("fire2", 16, 64), ("fire3", 16, 64), "pool",
-        ("fire4", 32, 128), ("fire5", 32, 128), "pool",
-        ("fire6", 48, 192), ("fire7", 48, 192), ("fire8", 64, 256), ("fire9", 64, 256),
-        ("fire10", 96, 384), ("fire11", 96, 384),
-    ],
+    "conv1": 64,
+    "body": ["pool", "fire2", "fire3", "pool", "fire4", "fire5", "pool", "fire6", "fire7", "fire8", "fire9",
+             "fire10", "fire11"],
 }
 _SQUEEZEDET_PLUS = {
-    "conv1": (96, 7),
-    "body": [
-        "pool",
-        ("fire2", 96, 64), ("fire3", 96, 64), ("fire4", 192, 128), "pool",
-        ("fire5", 192, 128), ("fire6", 288, 192), ("fire7", 288, 192), ("fire8", 384, 256), "pool",
-        ("fire9", 384, 256), ("fire10", 384, 256), ("fire11", 384, 256),
-    ],
+    "conv1": 96,
+    "body": ["pool", "fire2", "fire3", "fire4", "pool", "fire5", "fire6", "fire7", "fire8", "pool", "fire9",
+             "fire10", "fire11"],
 }
 ARCHITECTURES = {"squeezedet": _SQUEEZEDET, "squeezedet_plus": _SQUEEZEDET_PLUS}
 #: Fire modules trained from scratch (not in SqueezeNet v1.1): initialised with a smaller scale.
@@ -38,22 +30,23 @@ _NEW_LAYERS = ("fire10", "fire11")
 
 
 def build_model(cfg: ModelConfig, training_dropout: bool = True) -> keras.Model:
-    """Build the network described by ``cfg`` (input size, padding, ConvDet kernel, classes, anchors)."""
+    """Build the network described by ``cfg`` (input size, padding, ConvDet kernel, classes, anchors, the
+    fire modules' channels)."""
     arch = ARCHITECTURES[cfg.architecture]
+    channels = cfg.fire_layout()
     num_outputs = cfg.num_anchors * (len(cfg.classes) + 5)
     inputs = keras.Input(shape=(cfg.input_height, cfg.input_width, 3), dtype="uint8", name="image")
     x = ImageNormalization(name="normalize")(inputs)
-    filters, kernel = arch["conv1"]
-    x = layers.Conv2D(filters, kernel, strides=2, padding=cfg.padding, activation="relu", name="conv1")(x)
+    x = layers.Conv2D(arch["conv1"], cfg.conv1_kernel, strides=2, padding=cfg.padding, activation="relu", name="conv1")(x)
     pools = 0
     for block in arch["body"]:
         if block == "pool":
             pools += 1
             x = layers.MaxPooling2D(3, strides=2, padding=cfg.padding, name=f"pool{pools}")(x)
         else:
-            name, squeeze, expand = block
-            init = keras.initializers.TruncatedNormal(stddev=0.01) if name in _NEW_LAYERS else "glorot_uniform"
-            x = fire_module(x, name, squeeze, expand, weight_init=init)
+            squeeze, expand1x1, expand3x3 = channels[block]
+            init = keras.initializers.TruncatedNormal(stddev=0.01) if block in _NEW_LAYERS else "glorot_uniform"
+            x = fire_module(x, block, squeeze, expand1x1, weight_init=init, expand3x3=expand3x3)
     if training_dropout and cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
     outputs = layers.Conv2D(
