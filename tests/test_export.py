@@ -240,3 +240,98 @@ def test_benchmark_takes_a_saved_keras_model(tiny_trained, tmp_path, capsys):
     bad.write_bytes(b"not a zip")
     err = one_line_error(capsys, "benchmark", "--model", str(bad), "--threads", "1", "--runs", "1")
     assert "bad.keras: cannot load the Keras model" in err
+
+
+# ---- ONNX int8 graph rewrites (squeezedet.export.onnx) ----------------------------------------------------
+def _mini_export_onnx(path, width: int = 32, height: int = 16) -> None:
+    """SqueezeDet's export graph in small: uint8 NHWC image -> Cast -> NCHW -> the 1x1 normalisation conv
+    (BGR flip, minus means) -> conv1 3x3 stride 2 -> ReLU -> a fire module's expand 1x1 and 3x3 -> Concat ->
+    NHWC. Random weights, scaled so activations stay in a sensible range."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def conv(name, src, cin, cout, k, stride=1, pads=(0, 0, 0, 0)):
+        w = rng.normal(0, 1 / np.sqrt(cin * k * k), (cout, cin, k, k)).astype(np.float32)
+        inits.extend([numpy_helper.from_array(w, f"{name}_w"), numpy_helper.from_array(
+            rng.normal(0, 0.1, cout).astype(np.float32), f"{name}_b")])
+        return helper.make_node("Conv", [src, f"{name}_w", f"{name}_b"], [name], kernel_shape=[k, k],
+                                strides=[stride, stride], pads=list(pads))
+
+    inits = [numpy_helper.from_array(np.eye(3, dtype=np.float32)[::-1].reshape(3, 3, 1, 1).copy(), "norm_w"),
+             numpy_helper.from_array(-np.array([103.9, 116.8, 123.7], np.float32), "norm_b")]
+    nodes = [helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["nchw", "norm_w", "norm_b"], ["norm"], kernel_shape=[1, 1]),
+             conv("conv1", "norm", 3, 8, 3, 2, (0, 0, 1, 1)),
+             helper.make_node("Relu", ["conv1"], ["relu1"]),
+             conv("e1", "relu1", 8, 4, 1), helper.make_node("Relu", ["e1"], ["r1"]),
+             conv("e3", "relu1", 8, 6, 3, 1, (1, 1, 1, 1)), helper.make_node("Relu", ["e3"], ["r3"]),
+             helper.make_node("Concat", ["r1", "r3"], ["cat"], axis=1),
+             helper.make_node("Transpose", ["cat"], ["out"], perm=[0, 2, 3, 1])]
+    graph = helper.make_graph(
+        nodes, "mini", [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, height, width, 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, height // 2, width // 2, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def _run_onnx(model, x):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+
+
+def test_onnx_widening_to_four_input_channels_is_exact(tmp_path):
+    """conv1 reads the 3-channel normalisation: both get a zero 4th channel (ONNX Runtime's int8 kernel
+    takes channels in fours) and the float output is unchanged."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import numpy_helper
+
+    from squeezedet.export.onnx import widen_thin_convs
+
+    _mini_export_onnx(tmp_path / "mini.onnx")
+    model = onnx.load(str(tmp_path / "mini.onnx"))
+    x = np.random.default_rng(1).integers(0, 256, (1, 16, 32, 3), np.uint8)
+    before = _run_onnx(model, x)
+    assert widen_thin_convs(model) == 1 and widen_thin_convs(model) == 0
+    shapes = {i.name: numpy_helper.to_array(i).shape for i in model.graph.initializer}
+    assert (shapes["norm_w"], shapes["norm_b"], shapes["conv1_w"]) == ((4, 3, 1, 1), (4,), (8, 4, 3, 3))
+    assert shapes["e1_w"] == (4, 8, 1, 1)  # fed by a ReLU, and 8 channels already: untouched
+    np.testing.assert_allclose(_run_onnx(model, x), before, rtol=1e-6, atol=1e-4)
+
+
+def test_onnx_int8_layout_on_a_small_graph(tmp_path, sample_root):
+    """quantize_int8: int8 weights, uint8 activations, the image fed to the first quantized conv without a
+    Cast or a QuantizeLinear (scale 1, zero point 0 is the identity on pixels; dropping it changes no bit),
+    each Concat input quantized like the Concat's output; and the int8 output still close to float."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, numpy_helper
+
+    from squeezedet.export.onnx import drop_identity_quantize, quantize_int8
+
+    _mini_export_onnx(tmp_path / "mini.onnx")
+    paths = calibration.list_images(sample_root, "train.txt")[:4]
+    quantize_int8(tmp_path / "mini.onnx", tmp_path / "int8.onnx", paths, (32, 16))
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    assert not [n for n in graph.node if n.op_type == "Cast"] and drop_identity_quantize(model) == 0
+    assert inits["conv1_w_quantized"].data_type == TensorProto.INT8
+    assert list(inits["conv1_w_quantized"].dims) == [8, 4, 3, 3]
+    producer = {o: n for n in graph.node for o in n.output}
+    concat = next(n for n in graph.node if n.op_type == "Concat")
+    out_q = next(n for n in graph.node if concat.output[0] in n.input)
+    assert numpy_helper.to_array(inits[out_q.input[2]]).dtype == np.uint8
+    for name in concat.input:
+        assert producer[name].input[1:3] == out_q.input[1:3]
+    x = resize_for_model(read_image_rgb(paths[0]), (32, 16))[None]
+    fp32, int8 = _run_onnx(onnx.load(str(tmp_path / "mini.onnx")), x), _run_onnx(model, x)
+    assert np.abs(int8 - fp32).max() < 0.02 * np.abs(fp32).max()  # measured 1.5 % of the largest output
