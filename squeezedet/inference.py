@@ -98,9 +98,8 @@ class ModelPredictor(Predictor):
                  score_threshold: float | None = None, nms_threshold: float | None = None,
                  top_k: int | None = None, max_detections: int | None = None, backend: str = "auto",
                  options=None):
-        from dataclasses import replace
-
-        from squeezedet.backends import BackendOptions, load_backend
+        from squeezedet.backends import load_backend
+        from squeezedet.backends.options import backend_options
         from squeezedet.core.metadata import read_metadata
 
         meta = read_metadata(model_path)
@@ -112,7 +111,7 @@ class ModelPredictor(Predictor):
         self.nms_threshold = meta.nms_threshold if nms_threshold is None else nms_threshold
         self.top_k = top_k or meta.top_k
         self.max_detections = max_detections or meta.max_detections
-        options = replace(options or BackendOptions(), **{
+        options = backend_options(options, **{
             k: v for k, v in (("num_threads", num_threads), ("delegate", delegate_path)) if v is not None})
         self.model = load_backend(model_path, backend, options, meta=meta)
         self.backend = self.model.name

@@ -100,6 +100,16 @@ def test_predict_missing_weights(tmp_path, capsys):
     assert "w.weights.h5: weights file not found" in stderr_line(capsys)
 
 
+def test_bad_engine_option_is_one_line(tmp_path, capsys):
+    from conftest import one_line_error
+
+    msg = one_line_error(capsys, "predict", "--model", str(REPO / "assets/models/squeezedet_kitti_int8.tflite"),
+                         "--source", str(SAMPLE_ROOT / "training/image_2/000003.jpg"), "--threads", "0",
+                         "--output", str(tmp_path / "o"))
+    assert msg.endswith("engine options: num_threads: Input should be greater than or equal to 1")
+    assert not (tmp_path / "o").exists()
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     from squeezedet.core.io import atomic_path
 

@@ -96,4 +96,18 @@ def options_from_args(args: argparse.Namespace) -> BackendOptions:
     values = {f.name: given[f.name] for f in dataclasses.fields(BackendOptions) if f.name in given}
     if isinstance(given.get("threads"), int):
         values["num_threads"] = given["threads"]
-    return BackendOptions(**values)
+    return backend_options(**values)
+
+
+def backend_options(base: BackendOptions | None = None, **changes) -> BackendOptions:
+    """``base`` (or the defaults) with ``changes``, validated: a bad value (``--threads 0``) is a one-line
+    ConfigError naming the option, not a pydantic traceback."""
+    from pydantic import ValidationError
+
+    from squeezedet.config import format_validation_error
+    from squeezedet.errors import ConfigError
+
+    try:
+        return dataclasses.replace(base, **changes) if base is not None else BackendOptions(**changes)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "engine options")) from None
