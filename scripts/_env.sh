@@ -28,7 +28,7 @@ ensure_venv() {  # ensure_venv EXTRAS (e.g. "edge" or "train-cpu,edge,dev")
   if [ "${SQUEEZEDET_CONSTRAINTS:-}" = "none" ]; then constraints=(); stamp="$stamp-latest"; fi
   if [ ! -f "$stamp" ] || [ "$REPO_ROOT/pyproject.toml" -nt "$stamp" ] || [ "$REPO_ROOT/constraints.txt" -nt "$stamp" ]; then
     log "installing squeezedet[$extras]${constraints:+ (tested versions, constraints.txt)} (first run takes a few minutes)"
-    "$PY" -m pip install --quiet --disable-pip-version-check "${constraints[@]}" -e "$REPO_ROOT[$extras]"
+    "$PY" -m pip install --quiet --disable-pip-version-check ${constraints[@]+"${constraints[@]}"} -e "$REPO_ROOT[$extras]"
     touch "$stamp"
   fi
 }

@@ -73,8 +73,9 @@ class DataConfig(_Strict):
     #: How a box's width and height are measured for the training targets: "inclusive" counts both edge
     #: pixels (x2 - x1 + 1, in the training image's pixels), as the original code did for every published
     #: SqueezeDet model; "exclusive" is x2 - x1. Weights trained one way regress a 1-pixel-larger or
-    #: -smaller box under the other, so keep what the weights were trained with.
-    box_size: Literal["inclusive", "exclusive"] = "inclusive"
+    #: -smaller box under the other, so keep what the weights were trained with. The default keeps what
+    #: configs written before this key meant; the bundled training configs and every import say inclusive.
+    box_size: Literal["inclusive", "exclusive"] = "exclusive"
 
 
 class AugmentConfig(_Strict):
@@ -122,10 +123,11 @@ class TrainConfig(_Strict):
     loss_coef_conf_neg: float = Field(100.0, ge=0)
     loss_coef_bbox: float = Field(5.0, ge=0)
     #: The original averages its per-object confidence term over the batch once more, so that term's weight
-    #: against the others is 1 / batch size; its coefficients were tuned at batch 20. The loss keeps the
+    #: against the others is 1 / batch size; its coefficients were tuned at batch 20. Set, the loss keeps the
     #: weight of this batch size whatever train.batch_size is (fine-tuning at batch 4 otherwise weighs
-    #: positive confidences 5x). null = the batch in use, the original's formula exactly.
-    loss_reference_batch: int | None = Field(20, ge=1)
+    #: positive confidences 5x). null (the default, what configs before this key meant) = the batch in use,
+    #: the original's formula exactly; the bundled training configs and every import set 20.
+    loss_reference_batch: int | None = Field(None, ge=1)
     distribution: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
     #: Knowledge distillation (train --teacher): temperature and weights of the teacher's terms.
     distill_temperature: float = Field(2.0, gt=0)

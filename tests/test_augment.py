@@ -94,25 +94,21 @@ def test_anchors_command_kmeans_improves_mean_iou(tmp_path, capsys):
 
 
 def test_aspect_crop_keeps_full_height_shifts_and_drops_cut_boxes():
-    from squeezedet.data.augment import aspect_crop
+    def crop(boxes, labels, min_visibility):
+        cfg = AugmentConfig(**{**OFF, "aspect_crop": 1.78, "aspect_crop_p": 1.0, "min_visibility": min_visibility})
+        return augment(build_augmenter(cfg, seed=0), np.zeros((100, 400, 3), np.uint8), boxes, labels, cfg,
+                       _CropAt100())
 
-    img = np.zeros((100, 400, 3), np.uint8)
     boxes = np.array([[10, 10, 50, 90], [120, 20, 160, 60], [175, 0, 185, 10]], np.float32)
-    labels = np.array([0, 1, 2])
-
-    class FixedRng:  # x0 = 100
-        def integers(self, lo, hi):
-            return 100
-
-    out, b, lab = aspect_crop(img, boxes, labels, aspect=1.78, rng=FixedRng(), min_visibility=0.5)
+    out, b, lab = crop(boxes, np.array([0, 1, 2]), 0.5)
     assert out.shape == (100, 178, 3)
     # box 0 is outside the window (x 100..278): dropped; box 1 shifted by -100; box 2 kept whole
     np.testing.assert_allclose(b, [[20, 20, 60, 60], [75, 0, 85, 10]])
     assert lab.tolist() == [1, 2]
     # a box half inside with min_visibility 0.6 is dropped, with 0.4 it is clipped
     half = np.array([[80, 0, 120, 50]], np.float32)
-    assert len(aspect_crop(img, half, np.array([0]), 1.78, FixedRng(), 0.6)[1]) == 0
-    np.testing.assert_allclose(aspect_crop(img, half, np.array([0]), 1.78, FixedRng(), 0.4)[1], [[0, 0, 20, 50]])
+    assert len(crop(half, np.array([0]), 0.6)[1]) == 0
+    np.testing.assert_allclose(crop(half, np.array([0]), 0.4)[1], [[0, 0, 20, 50]])
 
 
 class _CropAt100:
@@ -155,3 +151,13 @@ def test_a_box_zoomed_under_25_px_is_left_out_when_training_excludes_hard_object
     tall = np.array([[170, 80, 230, 120]], np.float32)  # 40 px -> 32: still level 2, kept
     _, out, _ = augment(aug, img, tall, [0], cfg, difficulty=([0.0], [0]))
     assert len(out) == 1
+
+
+def test_an_object_wholly_inside_keeps_its_labelled_truncation_through_the_warp():
+    """Truncated exactly 0.50 is KITTI level 3; float noise in the warped area must not make it level 4."""
+    cfg = AugmentConfig(**{**OFF, "drift_p": 1.0, "drift_scale": (0.95, 1.05), "drift_translate": 0.02})
+    aug = build_augmenter(cfg, seed=5)
+    img = np.zeros((200, 400, 3), np.uint8)
+    box = np.array([[150, 60, 250, 140]], np.float32)  # 80 px tall, far from every border
+    kept = sum(len(augment(aug, img, box, [0], cfg, difficulty=([0.5], [0]))[1]) for _ in range(40))
+    assert kept == 40

@@ -50,6 +50,9 @@ def test_eight_bit_graphs_import_with_their_own_geometry(name, geometry, tmp_pat
     result = import_model(source, tmp_path, Config(), {}, _images(2))
     m = result.config.model
     assert (m.input_width, m.input_height, m.padding, m.convdet_kernel, m.grid_size) == geometry
+    # the authors' training targets travel with their weights, even from a default base config
+    d, t = result.config.data, result.config.train
+    assert (d.box_size, d.exclude_hard_examples, t.loss_reference_batch) == ("inclusive", True, 20)
     r = result.report
     # against its own dequantized float run: float32 rounding only
     assert r["max_abs_dev_reference"] < 1e-3

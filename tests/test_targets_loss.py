@@ -152,13 +152,15 @@ def test_loss_and_gradients_finite_in_graph_mode_on_saturated_logits(loss_setup,
     assert float(graph_parts["class_loss"]) == pytest.approx(expected, rel=1e-5)
 
 
-def test_class_loss_equals_the_original_formula_on_moderate_logits(loss_setup):
+@pytest.mark.parametrize("num_classes", [2, 3, 7])
+def test_class_loss_equals_the_original_formula_on_moderate_logits(loss_setup, num_classes):
     tf, anchors, loss = loss_setup
     from squeezedet.train.loss import class_cross_entropy
 
     rng = np.random.default_rng(3)
-    logits = rng.normal(size=(2, 50, 3)).astype(np.float32) * 4
-    onehot = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=(2, 50))]
+    logits = rng.normal(size=(2, 50, num_classes)).astype(np.float32) * 4
+    logits[0, 0, :2] = 5.0  # a tie for the top class
+    onehot = np.eye(num_classes, dtype=np.float32)[rng.integers(0, num_classes, size=(2, 50))]
     z = logits.astype(np.float64)
     p = np.exp(z - z.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
@@ -183,15 +185,18 @@ def test_predicted_boxes_are_scored_as_the_original_clipped_and_inclusive(loss_s
     tf, _, _ = loss_setup
     from squeezedet.train.loss import predicted_boxes_for_iou
 
-    anchors = np.array([[4.0, 10.0, 20.0, 10.0], [30.0, 20.0, 10.0, 4.0]], np.float32)  # (cx, cy, w, h)
-    deltas = np.zeros((1, 2, 4), np.float32)
-    # anchor 0 spans x -6..14 in a 64x32 image: clipped to 0..14; anchor 1 lies inside (25..35, 18..22)
+    anchors = np.array([[4.0, 10.0, 20.0, 10.0], [30.0, 20.0, 10.0, 4.0], [62.0, 20.0, 14.0, 4.0]], np.float32)
+    deltas = np.zeros((1, 3, 4), np.float32)
+    # in a 64x32 image: anchor 0 spans x -6..14 (clipped to 0..14); anchor 1 lies inside (25..35, 18..22);
+    # anchor 2 spans x 55..69: its far edge is 64 either way (exclusive: the image's edge; inclusive: the
+    # last pixel, 63, plus one)
     plain = predicted_boxes_for_iou(deltas, anchors).numpy()[0]
     np.testing.assert_allclose(plain, anchors, rtol=1e-6)
     clipped = predicted_boxes_for_iou(deltas, anchors, (64, 32)).numpy()[0]
-    np.testing.assert_allclose(clipped, [[7, 10, 14, 10], [30, 20, 10, 4]], rtol=1e-6)
+    np.testing.assert_allclose(clipped, [[7, 10, 14, 10], [30, 20, 10, 4], [59.5, 20, 9, 4]], rtol=1e-6)
     inclusive = predicted_boxes_for_iou(deltas, anchors, (64, 32), inclusive=True).numpy()[0]
-    np.testing.assert_allclose(inclusive, [[7.5, 10.5, 15, 11], [30.5, 20.5, 11, 5]], rtol=1e-6)
+    np.testing.assert_allclose(inclusive, [[7.5, 10.5, 15, 11], [30.5, 20.5, 11, 5], [59.5, 20.5, 9, 5]],
+                               rtol=1e-6)
 
 
 def test_reference_batch_keeps_the_objective_whatever_the_batch_size(loss_setup):

@@ -120,6 +120,6 @@ class DecodeDefaults(BaseModel):
     ``postprocess`` section, copied into each exported model's sidecar."""
 
     score_threshold: float = Field(0.3, ge=0, le=1)
-    nms_threshold: float = Field(0.4, ge=0, le=1)
+    nms_threshold: float = Field(0.4, gt=0, le=1)
     top_k: int = Field(64, ge=1)  #: candidates kept before NMS
     max_detections: int = Field(100, ge=1)

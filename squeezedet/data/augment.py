@@ -74,14 +74,6 @@ def _crop_boxes(boxes, x0: int, width: int, height: int):
     return clipped, box_area(clipped) / np.maximum(box_area(shifted), 1e-6)
 
 
-def aspect_crop(image, boxes, labels, aspect: float, rng: np.random.Generator, min_visibility: float):
-    """Crop a full-height window of width ``height * aspect`` at a random x; boxes cut below
-    ``min_visibility`` of their area are dropped, the others clipped to the window."""
-    image, clipped, visible, _ = _aspect_window(image, boxes, aspect, rng)
-    keep = (visible >= max(min_visibility, 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 1)
-    return image, clipped[keep], labels[keep]
-
-
 def _aspect_window(image, boxes, aspect: float, rng):
     """(window image, clipped boxes, visible fractions, x0) of a random full-height aspect crop."""
     h, w = image.shape[:2]
@@ -124,6 +116,9 @@ def augment(augmenter, image: np.ndarray, boxes, labels, cfg: AugmentConfig | No
     corners = np.asarray(out["keypoints"], np.float32).reshape(-1, 4, 2)[kept]
     unclipped = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
     visible = visible[kept] * box_area(boxes) / np.maximum(box_area(unclipped), 1e-6)
+    # A box wholly inside comes out of the warp with float noise either side of 1; read as "all of it", or
+    # an object labelled truncated 0.50 would turn harder than hard at random.
+    visible = np.where(visible > 1 - 1e-4, 1.0, visible)
     ok = visible >= max(cfg.min_visibility if cfg is not None else 0.0, 1e-6)
     if difficulty is not None:
         truncated, occluded = (np.asarray(a).reshape(-1)[index[kept]] for a in difficulty)

@@ -46,6 +46,14 @@ class ImportResult:
     report: dict = field(default_factory=dict)
 
 
+#: (config section, key, value) of the training targets of the original SqueezeDet code.
+AUTHORS_TARGETS = (
+    ("data", "box_size", "inclusive"),
+    ("data", "exclude_hard_examples", True),
+    ("train", "loss_reference_batch", 20),
+)
+
+
 def resolve_config(source: SourceWeights, base: Config, overrides: dict) -> Config:
     """The base config (defaults or --config) with what the source states, then explicit flags, on top."""
     stated = {k: v for k, v in source.geometry.items() if k != "anchors"}
@@ -65,6 +73,11 @@ def resolve_config(source: SourceWeights, base: Config, overrides: dict) -> Conf
     model["architecture"], model["pretrained_backbone"] = "squeezedet", None
     data = base.model_dump()
     data["model"] = model
+    # The original code trained every published model on these targets; fine-tuning must use the same
+    # (README "Adapt the KITTI model"), unless the base config says otherwise.
+    for section, key, value in AUTHORS_TARGETS:
+        if key not in getattr(base, section).model_fields_set:
+            data[section][key] = value
     data["data"]["class_map"] = {k: v for k, v in base.data.class_map.items() if v in model["classes"]}
     try:
         cfg = Config.model_validate(data)

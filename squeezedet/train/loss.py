@@ -75,11 +75,18 @@ def class_cross_entropy(logits, onehot):
     for logit gaps from about 17), hence no log(0) and no 0 x inf in the loss or its gradient. The value
     equals the original's wherever its float arithmetic is exact."""
     num_classes = int(logits.shape[-1])
-    log_p = tf.nn.log_softmax(logits, axis=-1)
-    others = tf.logical_not(tf.eye(num_classes, dtype=tf.bool))  # [i, j]: j is another class than i
-    # With one class there is no other: a very negative finite stand-in for log(0) keeps the gradient 0.
-    log_others = tf.where(others, log_p[..., None, :], tf.constant(-1e30, log_p.dtype))
-    log_1m_p = tf.reduce_logsumexp(log_others, axis=-1)
+    lse = tf.reduce_logsumexp(logits, axis=-1, keepdims=True)
+    log_p = logits - lse
+    # For every class but the top one the others include the top class, so their sum of exp(z - max) is
+    # at least 1 and subtracting one term from the total loses nothing (O(C) memory, not C x C).
+    top = tf.one_hot(tf.argmax(logits, axis=-1), num_classes, on_value=True, off_value=False)
+    peak = tf.reduce_max(logits, axis=-1, keepdims=True)
+    e = tf.exp(logits - peak)
+    log_others_not_top = tf.math.log(tf.maximum(tf.reduce_sum(e, axis=-1, keepdims=True) - e, 1.0)) + peak
+    # For the top class, the log-sum-exp of the rest directly; with one class there is no rest, and a very
+    # negative finite stand-in for log(0) keeps the term and its gradient at 0.
+    log_rest = tf.reduce_logsumexp(tf.where(top, tf.constant(-1e30, logits.dtype), logits), axis=-1, keepdims=True)
+    log_1m_p = tf.where(top, log_rest, log_others_not_top) - lse
     return onehot * -log_plus_epsilon(log_p) + (1.0 - onehot) * -log_plus_epsilon(log_1m_p)
 
 
@@ -105,10 +112,11 @@ def predicted_boxes_for_iou(deltas, anchors, image_size=None, inclusive: bool = 
     box = decode_tf(deltas, anchors)
     x1, y1 = box[..., 0] - box[..., 2] / 2, box[..., 1] - box[..., 3] / 2
     x2, y2 = box[..., 0] + box[..., 2] / 2, box[..., 1] + box[..., 3] / 2
-    if image_size is not None:
-        w, h = float(image_size[0]), float(image_size[1])
-        x1, x2 = tf.clip_by_value(x1, 0.0, w - 1), tf.clip_by_value(x2, 0.0, w - 1)
-        y1, y2 = tf.clip_by_value(y1, 0.0, h - 1), tf.clip_by_value(y2, 0.0, h - 1)
+    if image_size is not None:  # inclusive: the last pixel is size - 1, its far edge one further
+        last = 1.0 if inclusive else 0.0
+        w, h = float(image_size[0]) - last, float(image_size[1]) - last
+        x1, x2 = tf.clip_by_value(x1, 0.0, w), tf.clip_by_value(x2, 0.0, w)
+        y1, y2 = tf.clip_by_value(y1, 0.0, h), tf.clip_by_value(y2, 0.0, h)
     if inclusive:
         x2, y2 = x2 + 1.0, y2 + 1.0
     return tf.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
