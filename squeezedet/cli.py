@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "squeezedet.commands.kitti_eval",
     "squeezedet.commands.export",
     "squeezedet.commands.import_weights",
+    "squeezedet.commands.prune",
 )
 
 

@@ -11,7 +11,9 @@ and student need the same input size, classes and anchors):
 * box hint: L2 to the teacher's deltas where the teacher is confident (an extra, denser box target).
 
 Only the student is trained, saved and exported; the teacher runs in inference mode, outside the
-gradient tape, so its activations are never kept for backprop.
+gradient tape, so its activations are never kept for backprop. Fed images without labels (a dataset of
+images alone), the teacher's terms are the whole loss: how ``squeezedet prune`` recovers a pruned model
+on unlabeled camera frames.
 
 Like the ground-truth loss, the terms' normalisers are summed over tf.distribute replicas and each
 replica returns its share, so several replicas train like one device on the same global batch.
@@ -85,8 +87,8 @@ class Distiller(keras.Model):
         replicas = float(replicas_in_sync())
         with tf.GradientTape() as tape:
             student_raw = tf.cast(self.student(x, training=True), tf.float32)
-            # both already this replica's share of the global-batch value
-            gt_share = self.base_loss(y, student_raw)
+            # both already this replica's share of the global-batch value; no labels, no ground-truth term
+            gt_share = self.base_loss(y, student_raw) if y is not None else tf.constant(0.0)
             distill_share = tf.add_n(list(self.distillation_terms(student_raw, teacher_raw).values()))
             extra = tf.add_n(self.student.losses) if self.student.losses else 0.0
             # replicas' gradients are summed: the per-replica regularisation is divided by their count
