@@ -255,6 +255,35 @@ def test_onnx_int8_gives_the_same_bits_on_the_no_vnni_path(exports, tiny_trained
     np.testing.assert_array_equal(exact(x), default(x))
 
 
+@pytest.mark.slow
+def test_engines_benchmark_prints_one_table_with_the_cpu(exports, tmp_path, capsys):
+    """benchmarks/engines.py on exported files: one row per file with min <= median <= max, the baseline
+    row at 1.00x, a header naming the CPU, its int8 instructions and the threads, and the same rows in JSON."""
+    need("onnx")
+    import importlib.util
+
+    path = REPO / "benchmarks" / "engines.py"
+    spec = importlib.util.spec_from_file_location("engines", path)
+    engines = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(engines)
+    files = [str(p) for (_, q), p in exports.items() if q == "int8"]
+    argv = [a for f in files for a in ("--model", f)]
+    assert engines.main([*argv, "--threads", "1", "--rounds", "3", "--warmup", "1",
+                         "--baseline", "onnxruntime:int8", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"CPU: .+ logical CPUs.+; int8 instructions.+; 1 threads; load average", out), out
+    rows = [line.strip("| ").split(" | ") for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert len(rows) == len(files)
+    for _, engine, precision, median, low, high, speedup in rows:
+        assert precision == "int8" and float(low) <= float(median) <= float(high)
+        if engine == "onnxruntime":
+            assert speedup == "1.00x"
+    saved = json.loads((tmp_path / "engines.json").read_text())
+    assert [r["median_ms"] for r in saved["results"]] == pytest.approx([float(r[3]) for r in rows], abs=0.051)
+    assert saved["threads"] == 1 and saved["cpu"].startswith("CPU: ")
+
+
 def test_cpu_flags_decide_the_onnx_int8_kernels(tmp_path):
     """VNNI (AVX-512 or AVX) on x86 keeps onnxruntime's u8 x s8 kernels; an x86 CPU without it gets the
     exact u8u8 path; ARM and CPUs whose flags are unknown are left alone."""
