@@ -100,10 +100,18 @@ def run(args) -> int:
     log.info("%d unlabeled frames from %s", len(frames), ", ".join(args.frames))
     teacher = load_inference_model(cfg.model, weights)
     output = Path(args.output)
-    bar = tqdm(desc="prune", unit="layer")
+    bars = []  # made at the first layer, so an early error stays one line
+
+    def progress(name: str) -> None:
+        if not bars:
+            bars.append(tqdm(desc="prune", unit="layer"))
+        bars[0].set_postfix_str(name)
+        bars[0].update()
+
     result = prune_and_recover(teacher, cfg, frames, settings, output, verbose=1 if sys.stdout.isatty() else 2,
-                               progress=lambda name: (bar.set_postfix_str(name), bar.update()))
-    bar.close()
+                               progress=progress)
+    for bar in bars:
+        bar.close()
     result.report["source"] = str(weights)
     result.report["frame_sources"] = list(args.frames)
     write_run(result, output)

@@ -51,21 +51,25 @@ def shrink(channels: int, ratio: float, multiple: int) -> int:
     return min(channels, max(multiple, int(round(channels * ratio / multiple)) * multiple))
 
 
-def _over_budget(macs_fraction: float, multiple: int) -> ValueError:
-    return ValueError(f"--macs {macs_fraction:g}: below the smallest layout ({multiple} channels per layer); "
-                      "ask for more MACs or a smaller channel multiple")
+def check_budget(count: MacCounter, layout: Layout, macs_fraction: float, multiple: int = 8,
+                 keep: Sequence[str] = ()) -> float:
+    """The budget in MACs; a ValueError when even ``multiple`` channels per layer (``keep`` whole) exceed it."""
+    budget = macs_fraction * count(layout)
+    smallest = {f: c if f in keep else tuple(min(n, multiple) for n in c) for f, c in layout.items()}
+    if count(smallest) > budget:
+        raise ValueError(f"--macs {macs_fraction:g}: below the smallest layout ({multiple} channels per layer, "
+                         f"{count(smallest) / count(layout):.3f} of the MACs); ask for more or a smaller multiple")
+    return budget
 
 
 def uniform_plan(count: MacCounter, layout: Layout, macs_fraction: float, multiple: int = 8,
                  keep: Sequence[str] = ()) -> Layout:
     """The largest keep ratio, the same for every layer (fires in ``keep`` untouched), within the budget."""
-    budget = macs_fraction * count(layout)
+    budget = check_budget(count, layout, macs_fraction, multiple, keep)
 
     def at(ratio: float) -> Layout:
         return {f: c if f in keep else tuple(shrink(n, ratio, multiple) for n in c) for f, c in layout.items()}
 
-    if count(at(0.0)) > budget:
-        raise _over_budget(macs_fraction, multiple)
     low, high = 0.0, 1.0
     for _ in range(40):
         mid = (low + high) / 2
@@ -77,7 +81,7 @@ def sensitivity_plan(count: MacCounter, layout: Layout, curves: dict[Unit, np.nd
                      multiple: int = 8, keep: Sequence[str] = ()) -> Layout:
     """Remove ``multiple`` channels at a time from the unit whose error rises least per MAC saved, until
     the layout fits ``macs_fraction`` of the full MACs. ``curves[unit][n]``: error with n channels removed."""
-    budget = macs_fraction * count(layout)
+    budget = check_budget(count, layout, macs_fraction, multiple, keep)
     counts = {f: list(c) for f, c in layout.items()}
 
     def frozen() -> Layout:
@@ -96,7 +100,7 @@ def sensitivity_plan(count: MacCounter, layout: Layout, curves: dict[Unit, np.nd
             rise = max(curve[size - smaller] - curve[size - n], 0.0)
             if saved > 0 and (best is None or rise / saved < best[0]):
                 best = (rise / saved, fire, i, smaller)
-        if best is None:
-            raise _over_budget(macs_fraction, multiple)
+        if best is None:  # only when units are missing from ``curves``
+            raise ValueError(f"--macs {macs_fraction:g}: no error curve left to cut along")
         counts[best[1]][best[2]] = best[3]
     return frozen()

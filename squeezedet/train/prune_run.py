@@ -64,6 +64,7 @@ def plan(model, cfg, frames: np.ndarray, s: PruneSettings, progress=None) -> dic
         raise ConfigError(f"--keep: {', '.join(unknown)} not a fire module of {cfg.model.architecture}")
     layout, count = cfg.model.fire_layout(), prune_budget.MacCounter.of(model)
     try:
+        prune_budget.check_budget(count, layout, s.macs, s.multiple, s.keep)
         if s.plan == "uniform":
             return prune_budget.uniform_plan(count, layout, s.macs, s.multiple, s.keep)
         curves = filter_pruning.sensitivity_curves(model, layout, frames, s.positions, s.seed, progress)
