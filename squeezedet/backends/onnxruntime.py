@@ -8,7 +8,7 @@ Jetson) and reuses it from ``cache_dir`` afterwards.
 int8 files carry int8 weights (squeezedet.export.onnx). On x86 CPUs without VNNI onnxruntime would
 multiply them with uint8 activations through 16-bit pair sums that saturate; there the back end turns on
 onnxruntime's own exact path (``session.x64quantprecision``: weights shifted to uint8 when the session
-is built, u8u8 kernels). Not on VNNI CPUs, where the same switch costs 3.5x and gains nothing.
+is built, u8u8 kernels). Not on VNNI CPUs, where the same switch costs about 3x and gains nothing.
 """
 
 from __future__ import annotations

@@ -8,14 +8,15 @@ tf2onnx as well but leaves the batch dimension free; a fixed shape lets every en
 
 int8 is onnxruntime's static quantization in QDQ form, its recommended layout: int8 weights symmetric
 per output channel, uint8 activations per tensor, ranges from min/max over real calibration images
-preprocessed exactly as at inference. That is what ONNX Runtime's int8 kernels run fastest where the
-CPU has int8 dot products (VNNI, ARM dot product): 2.3x faster than uint8 weights on an AVX-512 VNNI
-Xeon, where int8 activations were 3x slower still (docs/backends.md). CPUs without VNNI would saturate
-u8 x s8 pair sums; the back end turns on onnxruntime's exact u8u8 path there
-(squeezedet.backends.onnxruntime). Two exact rewrites make the int8 graph fast: the first convolution
-reads 4 channels instead of 3 (:func:`widen_thin_convs`), and concatenated tensors share their output's
-scale (:func:`share_concat_scales`). The per-channel rescale of the head (the graph's only Mul, see
-squeezedet.export.graph) stays float, as it does in the TFLite export.
+preprocessed exactly as at inference. ONNX Runtime runs that on its int8 dot-product kernels (VNNI, ARM
+dot product): on an AVX-512 VNNI Xeon 2.3x faster than the uint8 weights of earlier exports, while int8
+activations were 3.3x slower again (docs/backends.md). x86 CPUs without VNNI would saturate u8 x s8
+pair sums; there the back end turns on onnxruntime's exact u8u8 path (squeezedet.backends.onnxruntime).
+Three rewrites cut another 31 % (the first and last exact): conv1 reads 4 channels instead of 3 (:func:`widen_thin_convs`),
+Concat inputs share the output's scale (:func:`share_concat_scales`) and the uint8 image feeds the first
+quantized conv without a Cast and an identity Quantize (:func:`drop_identity_quantize`). The per-channel
+rescale of the head (the graph's only Mul, see squeezedet.export.graph) stays float, as it does in the
+TFLite export.
 """
 
 from __future__ import annotations
