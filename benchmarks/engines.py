@@ -15,7 +15,6 @@ count and the load average, because int8 speed depends on exactly those.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import platform
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_compare import COMBOS, SAMPLE, interleaved  # noqa: E402 - the sibling script's export list and timer
+from export_compare import COMBOS, SAMPLE, interleaved, setup_logging  # noqa: E402 - sibling script, path set above
 
 #: engine names in the table, by the format that engine runs
 ENGINE_OF = {"keras": "keras", "tflite": "litert", "onnx": "onnxruntime", "openvino": "openvino"}
@@ -174,10 +173,7 @@ def table(times: dict, runtimes: dict, baseline: tuple[str, str]) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    for noisy in ("tf2onnx", "nncf", "absl"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging()
     from squeezedet.export import benchmark
 
     benchmark.configure_tf_threads(args.threads)  # before anything runs TensorFlow: its pools are sized once

@@ -105,12 +105,17 @@ def fmt_ap(v) -> str:
     return "-" if v is None or math.isnan(v) else f"{v:.2f}"
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def setup_logging() -> None:
+    """Timestamped INFO logs, the converters' own chatter (tf2onnx, NNCF, absl) held to warnings."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     for noisy in ("tf2onnx", "nncf", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
     from squeezedet.export import benchmark
 
     # Before anything touches TensorFlow: its thread pools are sized once per process.
