@@ -145,6 +145,7 @@ def test_plans_fit_the_budget(small_model, plan):
         prune_budget.uniform_plan(count, layout, 0.01)
 
 
+@pytest.mark.slow  # trains or distils for about a minute of CPU
 def test_pruned_model_rebuilds_from_its_config_and_distillation_closes_the_gap(small_model, tmp_path):
     from squeezedet.config import save_config
     from squeezedet.inference import config_for_weights, load_weights
@@ -189,6 +190,7 @@ def pruned_run(small_model, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # trains or distils for about a minute of CPU
 def test_prune_cli_writes_a_run_that_val_and_train_accept(pruned_run):
     from squeezedet.cli import main
     from squeezedet.commands.prune import format_report
@@ -209,6 +211,7 @@ def test_prune_cli_writes_a_run_that_val_and_train_accept(pruned_run):
     assert init_from_trained(build_model(cfg.model), cfg, pruned_run)["head_loaded"]
 
 
+@pytest.mark.slow  # trains or distils for about a minute of CPU
 def test_pruned_int8_tflite_runs_in_the_daemon_detector(pruned_run):
     from pipeline.detector import Detector
     from squeezedet.cli import main
