@@ -1,5 +1,5 @@
-"""The CLI verbs, one module each (train, predict, val, kitti-eval, export + benchmark, import, anchors,
-augment-preview), over the library layers, which never import them."""
+"""The CLI verbs, one module each (train, predict, val, kitti-eval, export + benchmark, import, prune,
+anchors, augment-preview), over the library layers, which never import them."""
 
 
 def add_backend_arguments(parser) -> None:
