@@ -50,7 +50,7 @@ def test_missing_qemu_or_debootstrap_gives_one_line_and_exit_2():
 def test_help_names_the_options():
     r = run_script("--help")
     assert r.returncode == 0
-    for option in ("--frames", "--score-tol", "--cpu", "--no-onnx", "--onnx", "--preflight", "--reuse-venv"):
+    for option in ("--frames", "--score-tol", "--clip-score-tol", "--cpu", "--no-onnx", "--onnx", "--preflight", "--reuse-venv"):
         assert option in r.stdout
 
 
