@@ -9,8 +9,9 @@
 #                  (timed), then ".[edge,onnx]" for the ONNX Runtime back end (CPU provider).
 #   3. run:        a private mosquitto on a free loopback port; the daemon on the first N frames of
 #                  assets/demo/highway_dashcam.mp4, on the host and in the root, for LiteRT
-#                  (assets/models/squeezedet_kitti_int8.tflite) and ONNX Runtime (an fp32 ONNX export of
-#                  runs/reference/small_float32, made on the host with its venv and cached), each on two inputs:
+#                  (assets/models/squeezedet_kitti_int8.tflite) and ONNX Runtime (an fp32 ONNX export of the
+#                  bundled model's float weights, runs/reference/small_float32 or imported from
+#                  ../shared/data/reference_weights, made on the host with its venv and cached), each on two inputs:
 #                  the frames as PNG at the model's input size (the engine gets the same bytes on both sides)
 #                  and the clip itself (decoded and resized by each side's own OpenCV build).
 #   4. compare:    per frame, same count and labels, IoU > 0.9, |score difference| <= --score-tol (same
@@ -301,11 +302,31 @@ fi
 
 # -- the ONNX model (host, TensorFlow) ----------------------------------------------------------------
 ONNX_NOTE=""
+WEIGHTS=""
 if [ "$DO_ONNX" = "1" ] && [ -z "$ONNX_MODEL" ]; then
+  # The bundled model's float weights: runs/reference/small_float32 (scripts/import_reference_model.sh), or
+  # imported here from the authors' published files as that script does (../shared/data/reference_weights,
+  # present in CI; 10 s), cached beside the root.
   WEIGHTS="$REPO_ROOT/runs/reference/small_float32/model.weights.h5"
+  REF_WEIGHTS="$(dirname "$REPO_ROOT")/shared/data/reference_weights"
+  HAVE_TF=1
+  "$HOST_PY" -c "import tensorflow, tf2onnx, onnxruntime" >/dev/null 2>&1 || HAVE_TF=0
+  if [ ! -f "$WEIGHTS" ] && [ "$HAVE_TF" = 1 ] && [ -d "$REF_WEIGHTS/forge_small_float32" ]; then
+    WEIGHTS="$CACHE/reference_small_float32/model.weights.h5"
+    if [ ! -f "$WEIGHTS" ]; then
+      log "importing the authors' float32 weights ($REF_WEIGHTS) as scripts/import_reference_model.sh does"
+      rm -rf "$CACHE/reference_small_float32.partial"
+      (cd "$REPO_ROOT" && TF_CPP_MIN_LOG_LEVEL=2 "$HOST_VENV/bin/squeezedet" import "$REF_WEIGHTS/forge_small_float32" \
+        --like "$REF_WEIGHTS/quant_small_sqdt.pb" --config configs/kitti_reference_small.yaml \
+        --output "$CACHE/reference_small_float32.partial") > "$WORK/import.log" 2>&1 \
+        || { cp "$WORK/import.log" "$OUT_DIR/"; fail "squeezedet import of $REF_WEIGHTS failed: $(tail -1 "$WORK/import.log") (log: $OUT_DIR/import.log)"; }
+      mv "$CACHE/reference_small_float32.partial" "$CACHE/reference_small_float32"
+    fi
+  fi
   if [ ! -f "$WEIGHTS" ]; then
-    DO_ONNX=0; ONNX_NOTE="skipped: no $WEIGHTS (scripts/import_reference_model.sh makes it) and no --onnx MODEL"
-  elif ! "$HOST_PY" -c "import tensorflow, tf2onnx, onnxruntime" >/dev/null 2>&1; then
+    DO_ONNX=0
+    ONNX_NOTE="skipped: no runs/reference/small_float32 nor $REF_WEIGHTS to export an ONNX model from (or pass --onnx MODEL)"
+  elif [ "$HAVE_TF" = 0 ]; then
     DO_ONNX=0; ONNX_NOTE="skipped: the host venv lacks tensorflow/tf2onnx/onnxruntime for the export (or pass --onnx MODEL)"
   else
     # keyed by the weights and the exporter's code: a changed exporter makes a new file
@@ -313,9 +334,9 @@ if [ "$DO_ONNX" = "1" ] && [ -z "$ONNX_MODEL" ]; then
     ONNX_DIR="$CACHE/onnx/$KEY"
     ONNX_MODEL="$ONNX_DIR/squeezedet_kitti_fp32.onnx"
     if [ -f "$ONNX_MODEL" ] && [ -f "$ONNX_DIR/squeezedet_kitti_fp32.json" ]; then
-      log "ONNX model: reusing $ONNX_MODEL (fp32 export of runs/reference/small_float32)"
+      log "ONNX model: reusing $ONNX_MODEL (fp32 export of ${WEIGHTS#"$REPO_ROOT"/})"
     else
-      log "exporting runs/reference/small_float32 to fp32 ONNX on the host (squeezedet export, TensorFlow)"
+      log "exporting ${WEIGHTS#"$REPO_ROOT"/} to fp32 ONNX on the host (squeezedet export, TensorFlow)"
       mkdir -p "$CACHE/onnx"
       rm -rf "$ONNX_DIR.partial"
       mkdir -p "$ONNX_DIR.partial"
@@ -458,7 +479,7 @@ STATUS=0
   echo "  install [edge]  : ${INSTALL_EDGE_S}  (python3 -m venv + pip install \".[edge]\" -c constraints.txt${PINS[*]:+ ${PINS[*]}}; $EDGE_VERSIONS)"
   if [ "$DO_ONNX" = "1" ]; then
     echo "  install [onnx]  : ${INSTALL_ONNX_S}  (pip install \".[edge,onnx]\" -c constraints.txt; $ORT_INFO)"
-    echo "  ONNX model      : ${ONNX_MODEL} (fp32)"
+    echo "  ONNX model      : ${ONNX_MODEL}${WEIGHTS:+ (fp32 export of ${WEIGHTS#"$REPO_ROOT"/})}"
   else
     echo "  ONNX Runtime    : ${ONNX_NOTE:-skipped (--no-onnx)}"
   fi
